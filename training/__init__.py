@@ -1,0 +1,1 @@
+"""framepilot's training side: the episode corpus (``training.corpus``) and the world-model trainer."""

@@ -1,0 +1,360 @@
+"""The on-disk episode format, the scripted recorder and the corpus loader.
+
+A corpus is a folder of episode folders (nested folders are fine: ``corpus/reach/ep_0/``). One
+episode folder ``ep_<seed>/`` holds:
+
+- ``frames.mkv``: the frames WITH the overlay drawn (``overlays.render_overlay``, strip placement,
+  so (128 + 32, 128, 3) for the bundled games), RGB, lossless FFV1 (pixel format bgr0) in
+  Matroska, written with PyAV at the episode's fps. Decoding gives the written pixels bit-exact.
+- ``steps.jsonl``: one JSON line per frame, written and flushed as the frame is added:
+  ``{"index": k, "t": seconds since frame 0, "action": Action.to_dict()}``. The action is the one
+  held during the interval that ENDS at frame k (the one its overlay shows; frame 0 holds a
+  no-op). Actions are for evaluation only; a world model never reads them.
+- ``meta.json``: written when the episode is closed, so an episode without it is unfinished:
+  ``format_version``, ``game``, ``seed``, ``prompt`` (str or null), ``fps``, ``layout``
+  (``Layout.to_dict()``), ``overlay_version``, ``frame_shape`` ([H, W, 3] with the overlay),
+  ``n_frames``, ``success`` (bool), ``steps`` (env steps taken), ``has_goal``, and for scripted
+  episodes ``noise``, ``split``, ``initial_state`` and ``final_state`` (the game's ``info["state"]``).
+  ``interrupted: true`` marks an episode closed by an exception (its frames are still valid).
+- ``goal.png``: only when the episode has a goal frame (``reach-goal``): the goal frame with the
+  overlay drawn for a no-op action, RGB PNG, same shape as the frames.
+
+Timing convention of scripted recordings: frame 0 is the ``reset`` observation with a no-op
+overlay; frame k (k >= 1) is the observation after step k with the overlay of the action executed
+during step k; ``t = k / fps``.
+
+Example::
+
+    python -m training.corpus coins 200 corpus/coins          # record 200 demonstrator episodes
+    python -m training.corpus reach 50 corpus/reach --seed0 1000 --noise 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overlays import NOOP, OVERLAY_VERSION, Action, Layout, render_overlay
+
+FORMAT_VERSION = 1
+VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "meta.json", "goal.png"
+
+
+def _check_frame(frame: np.ndarray, what: str) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"{what} must be an (H, W, 3) uint8 array, got "
+                         f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}")
+    if frame.shape[0] % 2 or frame.shape[1] % 2:
+        raise ValueError(f"{what} has shape {frame.shape}; height and width must be even for the video encoder")
+
+
+class EpisodeWriter:
+    """Write one episode folder, a frame at a time.
+
+    Args:
+        out_dir: the episode folder itself (created; files of an earlier unfinished episode there
+            are replaced).
+        meta: episode metadata (``game``, ``seed``, ``prompt``, ``fps``, ``layout``, ...); ``fps``
+            is required. ``close`` adds ``n_frames``, ``frame_shape`` and ``format_version``.
+        goal: optional (H, W, 3) uint8 goal frame, overlay already drawn; saved as ``goal.png``.
+    """
+
+    def __init__(self, out_dir: str | Path, meta: dict, goal: np.ndarray | None = None):
+        if "fps" not in meta or not float(meta["fps"]) > 0:
+            raise ValueError("meta needs a positive 'fps' entry, the frame rate of the episode")
+        self.dir = Path(out_dir)
+        if (self.dir / META_FILE).exists():
+            raise FileExistsError(f"{self.dir} already holds a finished episode; delete it or write elsewhere")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name in (VIDEO_FILE, STEPS_FILE, GOAL_FILE):
+            (self.dir / name).unlink(missing_ok=True)
+        self.meta = dict(meta)
+        self.meta["has_goal"] = goal is not None
+        if goal is not None:
+            _check_frame(goal, "goal frame")
+            from PIL import Image
+            Image.fromarray(goal).save(self.dir / GOAL_FILE)
+        self._steps = open(self.dir / STEPS_FILE, "w")
+        self._container = None
+        self._stream = None
+        self.shape: tuple[int, int, int] | None = None
+        self.n_frames = 0
+        self.closed = False
+
+    def add(self, frame: np.ndarray, action: Action, t: float) -> None:
+        """Append a frame.
+
+        Args:
+            frame: (H, W, 3) uint8, overlay already drawn; every frame of an episode has one shape.
+            action: the action held during the interval that ends at this frame.
+            t: seconds since the episode's first frame.
+        """
+        if self.closed:
+            raise RuntimeError("this EpisodeWriter is closed; open a new one for the next episode")
+        _check_frame(frame, "frame")
+        if self.shape is None:
+            self._open_video(frame.shape)
+        elif frame.shape != self.shape:
+            raise ValueError(f"frame shape {frame.shape} differs from the episode's {self.shape}; "
+                             "keep one frame size per episode")
+        import av
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+        line = {"index": self.n_frames, "t": round(float(t), 6), "action": action.to_dict()}
+        self._steps.write(json.dumps(line) + "\n")
+        self._steps.flush()
+        self.n_frames += 1
+
+    def _open_video(self, shape: tuple[int, int, int]) -> None:
+        import av
+        from fractions import Fraction
+        self.shape = tuple(shape)
+        self._container = av.open(str(self.dir / VIDEO_FILE), "w")
+        fps = Fraction(float(self.meta["fps"])).limit_denominator(1000)
+        self._stream = self._container.add_stream("ffv1", rate=fps)
+        self._stream.width, self._stream.height = shape[1], shape[0]
+        self._stream.pix_fmt = "bgr0"  # lossless RGB in FFV1
+
+    def close(self, **updates) -> None:
+        """Finish the video and write ``meta.json`` (``updates`` are merged into the metadata)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+        self._steps.close()
+        self.meta.update(updates)
+        self.meta.update(format_version=FORMAT_VERSION, n_frames=self.n_frames,
+                         frame_shape=list(self.shape) if self.shape else None)
+        tmp = self.dir / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.meta, indent=1))
+        os.replace(tmp, self.dir / META_FILE)
+
+    def __enter__(self) -> "EpisodeWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.close(interrupted=True)
+
+
+@dataclass
+class Episode:
+    """One recorded episode.
+
+    Args:
+        frames: (T, H, W, 3) uint8 with the overlay drawn.
+        actions: T actions; ``actions[k]`` is held during the interval that ends at frame k.
+        meta: the contents of ``meta.json``.
+        goal: (H, W, 3) uint8 goal frame with a no-op overlay, or None.
+    """
+
+    frames: np.ndarray
+    actions: list[Action]
+    meta: dict
+    goal: np.ndarray | None
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is not a finished episode (no {META_FILE}); re-record it") from None
+
+
+def read_frames(path: str | Path) -> np.ndarray:
+    """The frames of the episode folder ``path``, (T, H, W, 3) uint8."""
+    import av
+    # a tiny probe and no decoder threads: 3x faster on these short, small videos
+    with av.open(str(Path(path) / VIDEO_FILE), format="matroska",
+                 options={"probesize": "32", "analyzeduration": "0"}) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "NONE"
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+    if not frames:
+        raise ValueError(f"{path} has no frames; re-record it")
+    return np.stack(frames)
+
+
+def read_episode(path: str | Path) -> Episode:
+    """Read the episode folder ``path`` (see the module docstring for the format)."""
+    path = Path(path)
+    meta = read_meta(path)
+    frames = read_frames(path)
+    with open(path / STEPS_FILE) as f:
+        actions = [Action.from_dict(json.loads(line)["action"]) for line in f if line.strip()]
+    if len(frames) != meta["n_frames"] or len(actions) != meta["n_frames"]:
+        raise ValueError(f"{path} is damaged: {len(frames)} frames and {len(actions)} steps but meta says "
+                         f"{meta['n_frames']}; re-record it")
+    goal = None
+    if (path / GOAL_FILE).exists():
+        from PIL import Image
+        goal = np.asarray(Image.open(path / GOAL_FILE).convert("RGB"))
+    return Episode(frames=frames, actions=actions, meta=meta, goal=goal)
+
+
+def episode_dirs(corpus_dir: str | Path) -> list[Path]:
+    """Finished episode folders under ``corpus_dir`` (at any depth), in a stable order."""
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.is_dir():
+        raise ValueError(f"corpus folder {corpus_dir} does not exist; record one with python -m training.corpus")
+
+    def key(p: Path):
+        stem = p.name[3:] if p.name.startswith("ep_") else p.name
+        return (str(p.parent), int(stem) if stem.isdigit() else -1, p.name)
+
+    return sorted((m.parent for m in corpus_dir.rglob(META_FILE)), key=key)
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize (T, H, W, 3) uint8 frames to ``size`` = (H', W'): exact block means for whole-number
+    downscale factors, nearest neighbour for whole-number upscale factors, bilinear otherwise."""
+    T, H, W, _ = frames.shape
+    h, w = size
+    if (h, w) == (H, W):
+        return frames
+    if H % h == 0 and W % w == 0:
+        fy, fx = H // h, W // w
+        x = frames.reshape(T, h, fy, w, fx, 3).astype(np.float32).mean(axis=(2, 4))
+        return np.round(x).astype(np.uint8)
+    if h % H == 0 and w % W == 0:
+        return frames.repeat(h // H, axis=1).repeat(w // W, axis=2)
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
+
+
+def load_corpus(corpus_dir: str | Path, size: tuple[int, int] | None = None, games: tuple[str, ...] | None = None,
+                progress: bool = False) -> tuple[list[np.ndarray], list[dict]]:
+    """Load every finished episode under ``corpus_dir``.
+
+    Args:
+        corpus_dir: a corpus folder (episode folders at any depth).
+        size: (H, W) to resize frames to (overlay included), or None to keep the recorded size.
+        games: only episodes of these games, or None for all.
+        progress: show a progress bar.
+    Returns:
+        (frames, metas): per episode a (T, H, W, 3) uint8 array, and its ``meta.json`` dict (with
+        ``path`` added).
+    """
+    dirs = episode_dirs(corpus_dir)
+    metas = []
+    for d in dirs:
+        m = read_meta(d)
+        if games is None or m.get("game") in games:
+            m["path"] = str(d)
+            metas.append(m)
+    if not metas:
+        raise ValueError(f"no finished episodes{' of ' + ', '.join(games) if games else ''} under {corpus_dir}; "
+                         "record some with python -m training.corpus")
+    it = metas
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(metas, desc="loading episodes", unit="ep")
+    frames = []
+    for m in it:
+        f = read_frames(m["path"])
+        frames.append(resize_frames(f, size) if size is not None else f)
+    return frames, metas
+
+
+# ---- the scripted recorder ---------------------------------------------------------------------------
+def record_episode(env, seed: int, ep_dir: str | Path, noise: float = 0.1) -> dict:
+    """Play one episode of ``env`` with its demonstrator and write it to ``ep_dir``; returns the meta."""
+    from games.demonstrators import Demonstrator
+    layout = Layout.preset(env.layout_name)
+    obs, info = env.reset(seed=seed)
+    demo = Demonstrator(env, np.random.default_rng([seed, 1]), noise=noise)
+    goal = info.get("goal_frame")
+    meta = {"game": env.game, "seed": seed, "prompt": info["prompt"], "fps": env.fps,
+            "layout": layout.to_dict(), "overlay_version": OVERLAY_VERSION, "source": "scripted",
+            "noise": noise, "split": "eval" if env.eval_split else "train", "initial_state": info["state"]}
+    with EpisodeWriter(ep_dir, meta, goal=None if goal is None else render_overlay(goal, NOOP, layout)) as w:
+        w.add(render_overlay(obs, NOOP, layout), NOOP, 0.0)
+        done = False
+        while not done:
+            action = demo.act()
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            w.add(render_overlay(obs, action, layout), action, env.steps / env.fps)
+        w.close(success=bool(info["success"]), steps=env.steps, final_state=info["state"])
+    return w.meta
+
+
+def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int = 0, noise: float = 0.1,
+                    progress: bool = True) -> dict:
+    """Record ``n_episodes`` demonstrator episodes of ``game`` into ``out_dir/ep_<seed>/``.
+
+    Seeds run from ``seed0`` and must stay in the training range (``games.heldout.TRAIN_SEEDS``).
+    Finished episodes already in ``out_dir`` are kept, so an interrupted recording resumes.
+
+    Returns:
+        ``{"episodes": n, "success_rate": ..., "frames": total frames}`` over the ``n_episodes`` seeds.
+    """
+    import games
+    from games.heldout import check_train_seed
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+    check_train_seed(seed0)
+    check_train_seed(seed0 + n_episodes - 1)
+    env = games.make(game, split="train")
+    out_dir = Path(out_dir)
+    seeds = range(seed0, seed0 + n_episodes)
+    it = seeds
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(seeds, desc=f"recording {game}", unit="ep")
+    n_ok = n_frames = 0
+    for seed in it:
+        ep_dir = out_dir / f"ep_{seed}"
+        meta = None
+        if (ep_dir / META_FILE).exists():
+            meta = read_meta(ep_dir)
+            if meta.get("game") != game:
+                raise ValueError(f"{out_dir} already holds {meta.get('game')} episodes; record each game into "
+                                 f"its own folder, e.g. {out_dir.parent / game}")
+            if meta.get("interrupted"):
+                import shutil
+                shutil.rmtree(ep_dir)
+                meta = None
+        if meta is None:
+            meta = record_episode(env, seed, ep_dir, noise=noise)
+        n_ok += bool(meta["success"])
+        n_frames += meta["n_frames"]
+    env.close()
+    return {"episodes": n_episodes, "success_rate": n_ok / n_episodes, "frames": n_frames}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import games
+    p = argparse.ArgumentParser(prog="python -m training.corpus",
+                                description="Record scripted demonstrator episodes of a bundled game.")
+    p.add_argument("game", help=f"one of {', '.join(games.GAME_NAMES)}")
+    p.add_argument("n_episodes", type=int)
+    p.add_argument("out_dir")
+    p.add_argument("--seed0", type=int, default=0, help="first seed (training seeds are 0..999999)")
+    p.add_argument("--noise", type=float, default=0.1, help="demonstrator noise, 0..1")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    try:
+        stats = record_scripted(a.game, a.n_episodes, a.out_dir, seed0=a.seed0, noise=a.noise, progress=not a.quiet)
+    except (ValueError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
