@@ -72,7 +72,7 @@ class ScreenCapture:
         self._xd = open_display()
         self._lock = threading.Lock()
         try:
-            self._sct = mss.mss()
+            self._sct = mss.MSS()
             bounds = self._sct.monitors[0]
         except Exception as e:  # mss raises ScreenShotError with a multi-line message
             self._xd.close()
@@ -83,7 +83,7 @@ class ScreenCapture:
         try:
             if window is not None:
                 self.window = find_window(self._xd, window)
-                self.title = window_title(self.window)
+                self.title = window_title(self._xd, self.window)
                 self.rect = self._window_rect_on_screen()
             elif region is not None:
                 self.rect = self._check_region(region)

@@ -102,11 +102,10 @@ def screen_rect(d) -> Rect:
     return Rect(0, 0, g.width, g.height)
 
 
-def window_title(w) -> str:
+def window_title(d, w) -> str:
     """The window's title (``_NET_WM_NAME``, else ``WM_NAME``), '' when it has none or is gone."""
     import Xlib.error
     try:
-        d = w.display
         prop = w.get_full_property(d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING"))
         if prop is not None and prop.value:
             v = prop.value
@@ -155,7 +154,7 @@ def visible_windows(d) -> list[tuple[object, str]]:
     """``(window, title)`` for every viewable window that has a title."""
     out = []
     for w in iter_windows(d):
-        t = window_title(w)
+        t = window_title(d, w)
         if t and is_viewable(w):
             out.append((w, t))
     return out

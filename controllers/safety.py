@@ -307,6 +307,17 @@ class HotkeyListener:
 
     def stop(self) -> None:
         self._listener.stop()
+        # pynput 1.8 queues the RECORD disable on the connection its thread is blocked on, so the
+        # thread only ends at the next key event; send it on the idle connection to end it now.
+        try:
+            lst = self._listener
+            lst._display_stop.record_disable_context(lst._context)
+            lst._display_stop.flush()
+        except Exception:
+            pass
+
+    def join(self, timeout: float | None = None) -> None:
+        self._listener.join(timeout)
 
 
 class GuardianClient:

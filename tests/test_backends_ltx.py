@@ -35,6 +35,7 @@ def folder(tmp_path_factory):
 
 def load(folder, **settings):
     settings.setdefault("num_inference_steps", 3)
+    settings.setdefault("guidance_scale", 1.0)
     return LTXBackend.from_config(DiffusersConfig(folder, local_files_only=True), LTXSettings(**settings))
 
 
@@ -136,8 +137,9 @@ def test_goal_latents_reach_the_transformer_at_the_goals_frame(folder):
     # the goal's tokens: its VAE latents, exactly (strength 1, no re-noising), at its frame, never noised
     fitted, _ = fit_frames(g.image, None, 32, "pad")
     expected = b.pipe._pack_latents(b._encode_frames(fitted[None]), 1, 1)[0]
-    for i in range(n):
-        torch.testing.assert_close(hidden[i, :per_frame].float(), expected, rtol=1e-5, atol=1e-5)
+    for step in seen:  # kept exactly through every step
+        for i in range(n):
+            torch.testing.assert_close(step["hidden_states"][i, :per_frame].float(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(coords[:, 0, :per_frame], torch.full((n, per_frame), plan.goal_frames[0] / 25.0))
     assert torch.all(coords[:, 0, per_frame:] < plan.num_frames / 25.0)
     assert torch.all(timestep[:, :per_frame] == 0)
@@ -165,8 +167,13 @@ def test_resize_mode_and_size(folder):
 
 def test_guidance_uses_negative_prompt(folder):
     b = load(folder, guidance_scale=2.0)
+    calls, batches = [], []
+    b.pipe.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    b.pipe.transformer.register_forward_pre_hook(lambda m, a, kw: batches.append(kw["hidden_states"].shape[0]),
+                                                 with_kwargs=True)
     out = b(clip(), n=2, rollout_length=0.1, prompt="press up", seed=0)
-    assert out.frames.shape[0] == 2 and b.prompts.misses == 1
+    assert out.frames.shape[0] == 2 and b.prompts.misses == 1 and len(calls) == 2  # prompt + negative, once
+    assert batches == [4, 4, 4]  # uncond + cond for 2 rollouts, in one batch
 
 
 def test_too_many_goals_is_refused(folder):
@@ -178,7 +185,7 @@ def test_too_many_goals_is_refused(folder):
 def test_cached_prompt_without_text_encoder():
     pipe = tiny_ltx_pipeline()
     pipe.text_encoder, pipe.tokenizer = None, None
-    b = LTXBackend(pipe, LTXSettings(num_inference_steps=2))
+    b = LTXBackend(pipe, LTXSettings(num_inference_steps=2, guidance_scale=1.0))
     with pytest.raises(ValueError, match="cache_prompt"):
         b(clip(), n=1, rollout_length=0.1)
     b.cache_prompt("", torch.randn(1, 8, 16), torch.ones(1, 8))

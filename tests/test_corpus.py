@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +138,63 @@ def test_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["episodes"] == 2
     assert main(["pong", "2", str(tmp_path / "p"), "--quiet"]) == 2
     assert "no bundled game named 'pong'" in capsys.readouterr().err
+
+
+# ---- recording the real screen under Xvfb ------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def xdisplay(xvfb_display):
+    """The session's real Xvfb display (tests/conftest.py)."""
+    return xvfb_display
+
+
+def test_record_screen_captures_a_real_window_and_real_keys(xdisplay, monkeypatch, tmp_path):
+    from training.corpus import ScreenRecording, record_screen
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    env = dict(os.environ, DISPLAY=xdisplay, PYTHONPATH=str(REPO), SDL_VIDEO_WINDOW_POS="0,0")
+    game = subprocess.Popen([sys.executable, "-m", "games.window", "reach", "--seed", "2", "--mode", "sync",
+                             "--scale", "1", "--stay", "--max-seconds", "15"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        game.stdout.readline()
+        time.sleep(0.4)
+        from pynput.keyboard import Controller, Key
+        kb = Controller()
+
+        def press_left():
+            time.sleep(0.35)
+            kb.press(Key.left)
+            time.sleep(0.05)
+            kb.release(Key.left)
+
+        def ready():
+            threading.Thread(target=press_left, daemon=True).start()
+
+        layout = Layout.preset("arrows")
+        meta = record_screen(ScreenRecording(tmp_path / "ep", (0, 0, 128, 128), layout, seconds=1.0, prompt="play"),
+                             ready=ready)
+    finally:
+        game.kill()
+        game.wait()
+    ep = read_episode(tmp_path / "ep")
+    assert meta["n_frames"] == len(ep.frames) == 11 and ep.meta["source"] == "screen" and ep.meta["prompt"] == "play"
+    start, info = games.make("reach").reset(seed=2)
+    assert np.array_equal(ep.frames[0][:128], start)  # the capture is the game's pixels, bit-exact
+    held = [k for k, a in enumerate(ep.actions) if a.keys == {"left"}]
+    assert held and all(a.keys <= {"left"} for a in ep.actions)
+    assert held[0] in (3, 4, 5)  # pressed ~0.35 s in
+    for frame, action in zip(ep.frames, ep.actions):
+        assert read_overlay(frame, layout).action.keys == action.keys
+    moved = start.copy()
+    env_ = games.make("reach")
+    env_.reset(seed=2)
+    moved, *_ = env_.step(Action(keys={"left"}))
+    assert np.array_equal(ep.frames[-1][:128], moved)  # the game (sync mode) took exactly that one step
+
+
+def test_screen_cli_rejects_bad_region(capsys):
+    assert main(["screen", "/tmp/x", "--region", "1,2,3"]) == 2
+    assert "--region needs 4 whole numbers" in capsys.readouterr().err

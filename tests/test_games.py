@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import gymnasium
 import numpy as np
 import pytest
@@ -320,3 +327,98 @@ def test_prompts_follow_the_split(name):
     assert len(eval_prompts) >= 8
     canonical = "collect the red coin" if name == "coins" else "click Save"
     assert canonical in train_prompts
+
+
+# ---- real windows under Xvfb -------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def xdisplay(xvfb_display):
+    """The session's real Xvfb display (tests/conftest.py)."""
+    return xvfb_display
+
+
+def open_window(display, *args):
+    env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, "-m", "games.window", *args, "--max-seconds", "20"], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(p.stdout.readline())
+    time.sleep(0.3)  # let the window map before input arrives
+    return p, first
+
+
+def finish(p):
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+
+
+def test_window_sync_keyboard(xdisplay, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    from pynput.keyboard import Controller, Key
+    env = games.make("reach")
+    _, info = env.reset(seed=3)
+    p, first = open_window(xdisplay, "reach", "--seed", "3", "--mode", "sync")
+    assert first["step"] == 0 and first["done"] is False
+    kb = Controller()
+    path = keys_to(tuple(info["state"]["marker"]), tuple(info["state"]["target"]))
+    for k in path:
+        kb.press(getattr(Key, k))
+        time.sleep(0.05)
+        kb.release(getattr(Key, k))
+        time.sleep(0.05)
+    lines = finish(p)
+    assert [ln["action"]["keys"] for ln in lines] == [[k] for k in path]
+    assert lines[-1]["success"] and lines[-1]["done"] and lines[-1]["step"] == len(path)
+
+
+def test_window_sync_mouse(xdisplay, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    from pynput.mouse import Button, Controller
+    env = games.make("buttons")
+    env.reset(seed=5)
+    hx, hy = env.hotspot
+    cx, cy = env.button_centre(env.target_label)
+    p, first = open_window(xdisplay, "buttons", "--seed", "5", "--mode", "sync", "--scale", "3")
+    assert first["prompt"] == env.prompt
+    mouse = Controller()  # the window warped the OS pointer onto the game's start position
+    mouse.move(int(round(cx - hx)) * 3, int(round(cy - hy)) * 3)
+    time.sleep(0.2)
+    mouse.click(Button.left)
+    lines = finish(p)
+    assert lines[-1]["success"] and lines[-1]["done"]
+    assert lines[0]["action"]["mouse"] == [pytest.approx((round(cx) - hx) * 10), pytest.approx((round(cy) - hy) * 10)]
+
+
+def test_window_realtime_runs_at_ten_steps_per_second(xdisplay):
+    t0 = time.perf_counter()
+    p, first = open_window(xdisplay, "reach", "--seed", "1", "--mode", "realtime")
+    lines = finish(p)
+    elapsed = time.perf_counter() - t0
+    assert len(lines) == 24 and lines[-1]["done"] and not lines[-1]["success"]
+    assert 2.3 <= elapsed <= 6.0
+
+
+def test_window_bad_input_is_one_sentence(xdisplay):
+    env = dict(os.environ, DISPLAY=xdisplay, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "games.window", "pong"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "no bundled game named 'pong'" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "games.window", "reach", "--mode", "fast"], cwd=REPO, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "realtime" in r.stderr and "Traceback" not in r.stderr
+    env["DISPLAY"] = ":9999"
+    r = subprocess.run([sys.executable, "-m", "games.window", "reach"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "Xvfb" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_human_render_mode(xdisplay, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    env = games.make("coins", render_mode="human", scale=2)
+    env.reset(seed=0)
+    env.step(Action(keys={"left"}))
+    assert env.render() is None
+    env.close()

@@ -4,23 +4,22 @@ One ``DiffusersConfig`` says where the weights are and how to run them (device, 
 kernel, optional FirstBlockCache and regional ``torch.compile``); ``load_pipeline`` turns it into a
 ready pipeline, or raises ``ModelNotFound`` with one sentence that says how to get the weights.
 
-Example models (checked against their Hugging Face model cards; sizes are the transformer/UNet):
+Example models (what their Hugging Face model cards and the diffusers docs say; sizes are the
+denoiser's parameters):
 
-=============================================  ======  ==================================================
-id                                             size    what the card says
-=============================================  ======  ==================================================
-``Lightricks/LTX-Video-0.9.5``                 2B      diffusers format; image/video conditions at any
-                                                       frame (keyframes), 8k+1 frames, sides multiple of
-                                                       32; timestep-conditioned VAE.
-``Lightricks/LTX-Video-0.9.7-distilled``       13B     guidance-distilled: ``guidance_scale=1`` and the
-                                                       published 8-step timesteps
-                                                       ``[1000, 993, 987, 981, 975, 909, 725, 0.03]``.
-``Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers``     14B     ``WanImageToVideoPipeline`` with ``last_image``
-                                                       (first-last-frame to video), CLIP image encoder,
-                                                       16 fps, 720p, 4k+1 frames.
-``stabilityai/stable-video-diffusion-img2vid-xt``  1.5B  image only (no text), 25 frames at 576x1024,
-                                                       fps micro-conditioning (default 7).
-=============================================  ======  ==================================================
+- ``Lightricks/LTX-Video-0.9.5`` (2B, 1.9B transformer): diffusers format; image and video
+  conditions at any frame (keyframes, 0.9.5+); 8k+1 frames, sides multiples of 32; timestep-aware
+  VAE (decode_timestep 0.05, image_cond_noise_scale 0.025); not distilled: guidance about 3-5.
+- ``Lightricks/LTX-Video-0.9.7-distilled`` (13B): guidance-distilled: ``guidance_scale=1`` and the
+  published 8-step timesteps ``[1000, 993, 987, 981, 975, 909, 725, 0.03]``; same VAE.
+- ``Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers`` (14B): ``WanImageToVideoPipeline`` with
+  ``last_image`` (first-last-frame to video), UMT5 text encoder, CLIP image encoder, 720p, 16 fps,
+  4k+1 frames.
+- ``stabilityai/stable-video-diffusion-img2vid-xt``: image to video only (no text), 25 frames at
+  576x1024, fps and motion-bucket micro-conditioning.
+
+Single-file LTX releases (e.g. ``ltxv-2b-0.9.8-distilled.safetensors`` in ``Lightricks/LTX-Video``)
+load with ``from_single_file``; their text encoder and configs come from ``single_file_config``.
 """
 
 from __future__ import annotations

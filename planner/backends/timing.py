@@ -80,3 +80,21 @@ def seed_or_random(seed: int | None) -> int:
     import secrets
 
     return secrets.randbits(63)
+
+
+def end_of_denoising(timer: StageTimer, steps: int, stage: str = "denoise"):
+    """A diffusers ``callback_on_step_end`` that records ``stage`` when the last step ends."""
+
+    def callback(pipe, i, t, kwargs):
+        if i == steps - 1:
+            timer.lap(stage)
+        return {}
+
+    return callback
+
+
+def float_video_to_uint8(frames):
+    """(n, T, H, W, 3) float numpy in [0, 1] (diffusers ``output_type="np"``) -> uint8."""
+    import numpy as np
+
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)

@@ -34,7 +34,7 @@ def tiny_ltx_pipeline(seed: int = 0, timestep_conditioning: bool = True):
     text_encoder, tokenizer = tiny_t5_parts(16)
     transformer = LTXVideoTransformer3DModel(
         in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
-        cross_attention_dim=16, num_layers=1, caption_channels=16, qk_norm="rms_norm_across_heads")
+        cross_attention_dim=16, num_layers=2, caption_channels=16, qk_norm="rms_norm_across_heads")
     vae = AutoencoderKLLTXVideo(
         in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
@@ -54,9 +54,11 @@ def tiny_clip_vision(image_size: int = 32, hidden: int = 16, projection: int | N
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(hidden_size=hidden, projection_dim=projection or hidden, num_hidden_layers=2,
-                              num_attention_heads=2, image_size=image_size, intermediate_size=32, patch_size=8)
+                              num_attention_heads=2, image_size=image_size, intermediate_size=32,
+                              patch_size=image_size // 4)
     model = (CLIPVisionModelWithProjection if projection else CLIPVisionModel)(config).eval()
-    processor = CLIPImageProcessor(crop_size=image_size, size=image_size)
+    processor = CLIPImageProcessor(crop_size={"height": image_size, "width": image_size},
+                                   size={"shortest_edge": image_size})
     return model, processor
 
 
@@ -69,9 +71,10 @@ def tiny_wan_pipeline(seed: int = 0, image_encoder: bool = True):
     torch.manual_seed(seed)
     text_encoder, tokenizer = tiny_t5_parts(16)
     vae = AutoencoderKLWan(base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
+                           temperal_downsample=[False, True, True], latents_mean=[0.1, -0.1, 0.0, 0.2],
+                           latents_std=[1.5, 2.0, 1.0, 2.5])
     clip, processor = tiny_clip_vision(32, 16) if image_encoder else (None, None)
-    patches = (32 // 8) ** 2 + 1
+    patches = 4 * 4 + 1  # CLIP tokens per image (4x4 patches + class token)
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4 + 4 + 4, out_channels=4,
         text_dim=16, freq_dim=32, ffn_dim=32, num_layers=1, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
@@ -89,14 +92,14 @@ def tiny_svd_pipeline(seed: int = 0):
 
     torch.manual_seed(seed)
     unet = UNetSpatioTemporalConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=8, out_channels=4,
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=8, out_channels=4,
         down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=16,
-        num_attention_heads=2, projection_class_embeddings_input_dim=3 * 8, addition_time_embed_dim=8)
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=[8, 16], in_channels=3, out_channels=3,
+        num_attention_heads=(2, 4), projection_class_embeddings_input_dim=3 * 8, addition_time_embed_dim=8)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=[32, 64], in_channels=3, out_channels=3,
                                        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
                                        latent_channels=4, layers_per_block=1)
-    clip, processor = tiny_clip_vision(32, 16, projection=16)
+    clip, processor = tiny_clip_vision(224, 16, projection=16)  # the pipeline resizes to 224 itself
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", interpolation_type="linear",
         num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002, steps_offset=1,

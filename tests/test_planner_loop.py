@@ -1,0 +1,102 @@
+"""The synchronous agent loop on the real ``reach`` game with the OracleStandIn test double.
+
+The stand-in corrupts 30% of the rollouts (the player holds a wrong key). The episodes get a tight
+step budget, the shortest path plus one spare step, so every wrong step counts: voting over 8
+rollouts must still win (nearly) always, one rollout must do clearly worse, and so must a planner
+whose vote is replaced by "take the first rollout".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import games
+import planner.agent
+from overlays import NOOP, Layout, read_overlay, render_overlay
+from planner import Agent, Decision, GoalFrame, PlannerConfig, run_episode_sync
+from planner.standin import OracleStandIn
+
+torch.set_num_threads(1)
+ARROWS = Layout.preset("arrows")
+SEEDS = range(20)
+
+
+def play(seed: int, rollouts: int, corrupt: float = 0.3, spare: int | None = 1, config: dict | None = None,
+         on_step=None):
+    env = games.make("reach")
+    obs, info = env.reset(seed=seed)
+    (mx, my), (tx, ty) = info["state"]["marker"], info["state"]["target"]
+    budget = None if spare is None else abs(mx - tx) + abs(my - ty) + spare
+    agent = Agent(OracleStandIn(ARROWS, corrupt=corrupt, seed=1000 + seed), ARROWS,
+                  PlannerConfig(rollouts=rollouts, seed=seed, **(config or {})))
+    return run_episode_sync(env, agent, ARROWS, max_steps=budget, obs=obs, on_step=on_step)
+
+
+def success_rate(rollouts: int, **kw) -> float:
+    return float(np.mean([play(s, rollouts, **kw).success for s in SEEDS]))
+
+
+def test_voting_beats_one_rollout():
+    voted, single = success_rate(8), success_rate(1)
+    assert voted >= 0.9, f"8-rollout voting succeeded on only {voted:.0%} of the seeds"
+    assert single <= voted - 0.3, f"one rollout ({single:.0%}) is not clearly worse than voting ({voted:.0%})"
+
+
+def test_taking_the_first_rollout_instead_of_voting_fails(monkeypatch):
+    def first_rollout(readings, mode="joint", abstain_below=0.0):
+        votes = [r.action for r in readings]
+        return Decision(action=votes[0], confidence=1.0, votes=votes)
+
+    voted = success_rate(8)
+    monkeypatch.setattr(planner.agent, "choose", first_rollout)
+    first = success_rate(8)
+    assert first <= voted - 0.3, f"taking the first rollout ({first:.0%}) does as well as voting ({voted:.0%})"
+
+
+def test_clean_model_always_wins_and_game_step_cap_is_the_default_budget():
+    assert success_rate(1, corrupt=0.0, spare=0) == 1.0
+    r = play(3, 8, spare=None)
+    assert r.success and r.steps <= games.make("reach").step_cap
+
+
+def test_timing_convention_the_frame_after_a_step_shows_the_executed_action():
+    steps = []
+    result = play(5, 8, spare=None, on_step=steps.append)
+    assert result.success and len(steps) >= 2
+    assert read_overlay(steps[0].frame, ARROWS).action == NOOP  # frame 0: reset, nothing held yet
+    for before, after in zip(steps, steps[1:]):
+        assert not before.executed.is_noop
+        assert read_overlay(after.frame, ARROWS).action.keys == before.executed.keys
+    for s in steps:
+        assert {"context", "model", "read", "vote", "execute", "overlay"} <= set(s.timings)
+
+
+def test_a_noop_decision_still_advances_the_game():
+    env = games.make("reach")
+    # every rollout holds a random wrong key (3 to choose from): 8 rollouts (nearly) never all agree
+    agent = Agent(OracleStandIn(ARROWS, corrupt=1.0), ARROWS, PlannerConfig(rollouts=8, abstain_below=1.0, seed=0))
+    obs, info = env.reset(seed=0)
+    result = run_episode_sync(env, agent, ARROWS, max_steps=3, obs=obs)
+    assert result.steps == 3 and env.steps == 3
+    assert all(d.abstained and d.action == NOOP and d.confidence < 1 for d in result.decisions)
+    assert env.marker == tuple(info["state"]["marker"])  # no-ops: the game advanced, the marker did not move
+
+
+@pytest.mark.parametrize("goal_mode", ["best-of-n", "vote+best-of-n"])
+def test_goal_frame_modes_play_reach_goal(goal_mode):
+    """``reach-goal`` draws no target: the stand-in takes it from the goal frame; best-of-n picks the
+    rollouts that end on it."""
+    wins = 0
+    for seed in range(8):
+        env = games.make("reach-goal")
+        obs, info = env.reset(seed=seed)
+        goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), offset=1.5)
+        agent = Agent(OracleStandIn(ARROWS, corrupt=0.5, seed=seed), ARROWS,
+                      PlannerConfig(rollouts=4, goal_mode=goal_mode, seed=seed), goals=[goal])
+        (mx, my), (tx, ty) = info["state"]["marker"], info["state"]["target"]
+        result = run_episode_sync(env, agent, ARROWS, max_steps=abs(mx - tx) + abs(my - ty) + 1, obs=obs)
+        wins += result.success
+        assert all(d.chosen_index is not None for d in result.decisions)
+    assert wins >= 7

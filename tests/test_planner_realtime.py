@@ -1,0 +1,144 @@
+"""The realtime loop on a real screen: a real ``reach`` window (``python -m games.window``) under Xvfb,
+captured with mss, driven with real XTEST key events through pynput; the model is the
+OracleStandIn test double, which reads the game state from the captured frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from overlays import Layout, read_overlay
+from planner import Agent, PlannerConfig, run_realtime
+from planner.standin import OracleStandIn
+
+torch.set_num_threads(1)
+ARROWS = Layout.preset("arrows")
+TITLE = "framepilot planner realtime"
+SCALE = 2
+
+
+class GameWindow:
+    """``python -m games.window reach`` in a subprocess; ``lines`` collects its JSON step lines."""
+
+    def __init__(self, seed: int, pos=(200, 150)):
+        env = dict(os.environ, SDL_AUDIODRIVER="dummy", PYGAME_HIDE_SUPPORT_PROMPT="1",
+                   SDL_VIDEO_WINDOW_POS=f"{pos[0]},{pos[1]}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "games.window", "reach", "--seed", str(seed), "--scale", str(SCALE),
+             "--title", TITLE, "--max-seconds", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.lines: list[dict] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._thread.join(timeout=2)
+
+
+def open_capture(title: str, timeout: float = 20.0):
+    from controllers import ScreenCapture, WindowNotFoundError
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cap = ScreenCapture(window=title)
+            frame, _ = cap.grab()
+            if frame.shape[:2] == (128 * SCALE, 128 * SCALE) and frame.max() > 0:
+                return cap
+            cap.close()
+        except WindowNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise RuntimeError("the game window never showed its first frame")
+        time.sleep(0.1)
+
+
+def test_realtime_loop_plays_a_real_window(xvfb_display, human):
+    from controllers import PynputExecutor, SafetyConfig
+    # seed 135: target in a corner (0, 7), 6 cells away. In the realtime game a key counts in every
+    # 0.1 s game step during which it was down at any moment, and the agent's and the game's 10 Hz
+    # clocks are not in step, so one 0.1 s hold moves the marker 2 cells; the stand-in imagines 1.
+    # Walls absorb that overshoot at a corner target; elsewhere the marker can oscillate around it.
+    window = GameWindow(seed=135)
+    try:
+        cap = open_capture(TITLE)
+        r = cap.rect
+        human.warp(r.left + r.width // 2, r.top + r.height // 2)  # focus follows the pointer without a window manager
+        safety = SafetyConfig(countdown=0.0, hotkeys=False, guardian=False, exit_handlers=False,
+                              status=lambda msg: None)
+        executor = PynputExecutor.for_capture(cap, ARROWS, safety)
+        agent = Agent(OracleStandIn(ARROWS, corrupt=0.3, seed=0), ARROWS, PlannerConfig(rollouts=8, seed=0))
+        steps = []
+        try:
+            result = run_realtime(cap, executor, agent, ARROWS, decision_interval=0.1, deadline=0.5,
+                                  max_seconds=20, on_step=steps.append,
+                                  should_stop=lambda: window.proc.poll() is not None)
+        finally:
+            executor.close()
+            cap.close()
+        window.proc.wait(10)
+        time.sleep(0.2)
+    finally:
+        window.close()
+    assert window.lines and window.lines[0]["step"] == 0
+    last = window.lines[-1]
+    assert last["success"], f"the agent did not reach the target: {window.lines[-3:]}, {len(steps)} agent steps"
+    assert result.steps >= 2 and result.success is None
+    # the game received the keys the agent executed
+    pressed = {k for line in window.lines[1:] for k in line["action"]["keys"]}
+    executed = {k for a in result.executed for k in a.keys}
+    assert pressed and pressed <= executed
+    # each planned frame shows the action the executor really held during the interval before it
+    for before, after in zip(steps, steps[1:]):
+        assert read_overlay(after.frame, ARROWS).action.keys == before.executed.keys
+    # the horizon covers the measured latency; every stage is timed on every step
+    for s in steps:
+        assert {"capture", "overlay", "model", "read", "vote", "execute"} <= set(s.timings)
+        assert s.timings["horizon"] >= 0.1 and s.timings["age"] < 0.5
+    assert result.latency > 0
+    for s in steps[1:]:  # the horizon covers the running latency estimate known before each step
+        assert s.timings["latency"] > 0
+        assert s.timings["horizon"] == pytest.approx(max(0.1, s.timings["latency"] + 0.05))
+        assert s.timings["horizon"] >= s.timings["latency"]
+    assert not human.keys_down(), "keys were left held after the loop ended"
+
+
+def test_decisions_older_than_the_deadline_are_dropped(xvfb_display):
+    """A model slower than the deadline: every decision is dropped and nothing is ever held."""
+    import numpy as np
+
+    from controllers import DryRunExecutor, ScreenCapture
+    from planner import Capabilities, Rollouts, WorldModel
+
+    class SlowModel(WorldModel):
+        capabilities = Capabilities(native_fps=10.0)
+
+        def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+            time.sleep(0.15)
+            frames = np.repeat(context.frames[-1][None, None], n, axis=0)
+            frames[..., -20:, :, :] = 0  # every key drawn held: an action that must never be executed
+            return Rollouts(frames, 10.0)
+
+    with ScreenCapture(region=(0, 0, 128, 128)) as cap:
+        executor = DryRunExecutor(ARROWS, region=cap.rect.as_tuple())
+        result = run_realtime(cap, executor, Agent(SlowModel(), ARROWS), ARROWS, deadline=0.1, max_steps=3)
+    assert result.steps == 3 and result.dropped == 3 and not result.decisions
+    assert all(a.is_noop for a in result.executed) and not any("press" in line for line in executor.log)

@@ -1,0 +1,118 @@
+"""The network and the scheduler of framepilot's bundled world model.
+
+``FramepilotUNet`` is a diffusers ``ModelMixin``/``ConfigMixin`` around a ``UNet2DModel``: it denoises
+the next frame given the previous frames (channel-concatenated), an optional goal frame and an
+optional prompt embedding. It is trained with EDM preconditioning (Karras et al. 2022, as in
+DIAMOND) and sampled with diffusers' ``EDMEulerScheduler`` in a few Euler steps.
+
+Against the copycat problem, the overlay strip of the CONTEXT frames is blanked before it reaches
+the network (``mask_context_overlay``): the game frame carries the whole state, and the last held
+key, which the next key usually repeats, is not there to be copied. The predicted frame keeps its
+overlay: that is where the agent reads the action.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from diffusers import EDMEulerScheduler, UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+SIGMA_DATA = 0.5
+
+
+def make_scheduler(sigma_min: float = 0.002, sigma_max: float = 5.0) -> EDMEulerScheduler:
+    """The sampler: EDM Euler with Karras sigmas (rho 7) between ``sigma_min`` and ``sigma_max``."""
+    return EDMEulerScheduler(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=SIGMA_DATA,
+                             sigma_schedule="karras", prediction_type="epsilon", rho=7.0)
+
+
+class FramepilotUNet(ModelMixin, ConfigMixin):
+    """Next-frame denoiser.
+
+    Args:
+        sample_size: (H, W) of frames, overlay strip included, in pixels.
+        strip_rows: first row of the overlay strip (rows ``strip_rows:`` are the overlay).
+        context_frames: how many past frames condition the prediction.
+        text_dim: size of the prompt embedding (all-MiniLM-L6-v2: 384).
+        block_out_channels, layers_per_block, attention_head_dim, norm_num_groups: UNet2DModel's.
+        mask_context_overlay: blank the overlay of context frames (see module docstring).
+    """
+
+    @register_to_config
+    def __init__(self, sample_size=(80, 64), strip_rows: int = 64, context_frames: int = 2, text_dim: int = 384,
+                 block_out_channels=(32, 64, 128), layers_per_block: int = 1, attention_head_dim: int = 32,
+                 norm_num_groups: int = 8, mask_context_overlay: bool = True):
+        super().__init__()
+        in_ch = 3 + 3 * context_frames + 4 + 2  # noisy frame, context, goal + goal flag, coordinates
+        n = len(block_out_channels)
+        self.unet = UNet2DModel(
+            sample_size=tuple(sample_size), in_channels=in_ch, out_channels=3,
+            down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",),
+            up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
+            class_embed_type="identity")
+        temb = block_out_channels[0] * 4
+        self.text_proj = nn.Sequential(nn.Linear(text_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+        h, w = sample_size
+        ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(1, 1, h, w)
+        xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(1, 1, h, w)
+        self.register_buffer("coords", torch.cat([xs, ys], 1), persistent=False)
+
+    def mask_overlay(self, frames: torch.Tensor) -> torch.Tensor:
+        """Blank the overlay rows of (B, C, H, W) frames in [-1, 1] (to mid grey, 0)."""
+        if not self.config.mask_context_overlay:
+            return frames
+        frames = frames.clone()
+        frames[..., self.config.strip_rows:, :] = 0.0
+        return frames
+
+    def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
+                text: torch.Tensor | None = None, goal: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoised next frame D(x; sigma).
+
+        Args:
+            noisy: (B, 3, H, W) next frame in [-1, 1] plus noise of level ``sigma``.
+            sigma: (B,) noise levels.
+            context: (B, K, 3, H, W) past frames in [-1, 1], oldest first.
+            text: (B, text_dim) prompt embeddings, or None (zeros: no prompt).
+            goal: (B, 3, H, W) goal frame in [-1, 1], or None.
+        Returns:
+            (B, 3, H, W) estimate of the clean next frame.
+        """
+        b = noisy.shape[0]
+        s = sigma.view(b, 1, 1, 1)
+        c_skip = SIGMA_DATA ** 2 / (s ** 2 + SIGMA_DATA ** 2)
+        c_out = s * SIGMA_DATA / (s ** 2 + SIGMA_DATA ** 2).sqrt()
+        c_in = 1 / (s ** 2 + SIGMA_DATA ** 2).sqrt()
+        c_noise = sigma.log() / 4
+        ctx = self.mask_overlay(context.flatten(0, 1)).view(b, -1, *noisy.shape[-2:])
+        if goal is None:
+            g = torch.zeros_like(noisy[:, :1]).expand(b, 4, *noisy.shape[-2:])
+        else:
+            g = torch.cat([self.mask_overlay(goal), torch.ones_like(goal[:, :1])], 1)
+        if text is None:
+            text = noisy.new_zeros(b, self.config.text_dim)
+        x = torch.cat([c_in * noisy, ctx, g, self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
+        f = self.unet(x, c_noise * 250.0, class_labels=self.text_proj(text)).sample
+        return c_skip * noisy + c_out * f
+
+    @torch.no_grad()
+    def sample(self, context: torch.Tensor, text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
+               steps: int = 3, generator: torch.Generator | None = None,
+               scheduler: EDMEulerScheduler | None = None) -> torch.Tensor:
+        """Sample the next frame: (B, K, 3, H, W) context -> (B, 3, H, W) in [-1, 1]."""
+        scheduler = scheduler or make_scheduler()
+        scheduler.set_timesteps(steps, device=context.device)
+        b, _, c, h, w = context.shape
+        x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
+        x = x * scheduler.sigmas[0].to(x.dtype)
+        for t in scheduler.timesteps:
+            sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else 0]
+            denoised = self(x, sigma.expand(b).to(x.dtype), context, text, goal)
+            # EDMEulerScheduler.step takes the raw network output; we pass the denoised estimate
+            # through ``pred_original_sample`` so the preconditioning lives in one place (forward).
+            x = scheduler.step(denoised, t, x, pred_original_sample=denoised).prev_sample
+        return x.clamp(-1, 1)
