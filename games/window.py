@@ -247,3 +247,87 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class WindowProcess:
+    """A bundled game in a real window, as a subprocess an agent can capture and drive.
+
+    ``lines`` collects the window's JSON step lines; ``wait_step`` blocks until a new step line
+    arrives (for ``sync`` driving); ``done`` tells when the episode has ended.
+
+    Args:
+        game, seed, mode, scale, title, max_seconds: as ``WindowConfig``.
+        position: (x, y) of the window on the screen (SDL_VIDEO_WINDOW_POS).
+    """
+
+    def __init__(self, game: str, seed: int = 0, mode: str = "sync", scale: int = 4, title: str = "",
+                 max_seconds: float | None = 120.0, position: tuple[int, int] = (100, 100)):
+        import os
+        import subprocess
+        import threading
+        WindowConfig(game=game, seed=seed, mode=mode, scale=scale, title=title, max_seconds=max_seconds)
+        self.title = title or f"framepilot {game}"
+        env = dict(os.environ, SDL_AUDIODRIVER="dummy", PYGAME_HIDE_SUPPORT_PROMPT="1",
+                   SDL_VIDEO_WINDOW_POS=f"{position[0]},{position[1]}")
+        cmd = [sys.executable, "-m", "games.window", game, "--seed", str(seed), "--mode", mode,
+               "--scale", str(scale), "--title", self.title]
+        if max_seconds is not None:
+            cmd += ["--max-seconds", str(max_seconds)]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                                     cwd=root)
+        self.lines: list[dict] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            with self._cond:
+                self.lines.append(rec)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_step(self, timeout: float) -> bool:
+        """Block until the game reports one more step than before the call (or ``timeout`` s pass)."""
+        with self._cond:
+            n = len(self.lines)
+            return self._cond.wait_for(lambda: len(self.lines) > n or self.proc.poll() is not None, timeout)
+
+    @property
+    def done(self) -> bool:
+        return self.proc.poll() is not None or bool(self.lines and self.lines[-1].get("done"))
+
+    @property
+    def success(self) -> bool:
+        return bool(self.lines and self.lines[-1].get("success"))
+
+    @property
+    def steps(self) -> int:
+        return max(0, len(self.lines) - 1)
+
+    def error(self) -> str:
+        """The window's stderr once it has exited (for error messages)."""
+        if self.proc.poll() is None:
+            return ""
+        return (self.proc.stderr.read() or "").strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> "WindowProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -107,6 +107,7 @@ class Agent:
         probe = ContextClip(np.zeros((1, *shape), np.uint8), cap.native_fps)
         model.check_request(probe, self.config.rollouts, self.rollout_length(), self.prompt, self.model_goals)
         self.decisions = 0
+        self.last_rollouts = None
 
     @property
     def fps(self) -> float:
@@ -142,6 +143,7 @@ class Agent:
         rollouts = self.model(context, n=c.rollouts, rollout_length=self.rollout_length(horizon), prompt=self.prompt,
                               goals=self.model_goals, seed=seed)
         t1 = time.perf_counter()
+        self.last_rollouts = rollouts  # kept for recordings of the imagined futures
 
         # 2. read the overlay one decision horizon ahead in each future
         frames = rollouts.frame_at(horizon)

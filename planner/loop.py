@@ -234,3 +234,76 @@ def run_realtime(capture, executor, agent: Agent, layout: Layout, decision_inter
         executor.release_all()
     return EpisodeResult(success=None, steps=steps, decisions=decisions, timings=timings, executed=executed_all,
                          dropped=dropped, latency=latency)
+
+
+def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Callable[[float], bool],
+                max_steps: int = 100, press_seconds: float = 0.05, step_timeout: float = 1.0,
+                on_step: Callable[[Step], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> EpisodeResult:
+    """``sync`` on a real screen: a program that waits for input (a paused game, a turn-based one).
+
+    Each step: grab, draw the action executed last step, plan, then press the decided keys/buttons
+    for ``press_seconds`` and release them (the program steps once per press), and wait until
+    ``wait_step(timeout)`` says the program has moved on. The executor reports what it really held,
+    which is what the next frame's overlay shows. A no-op decision presses nothing; the program does
+    not advance and the agent decides again from the same screen.
+
+    Args:
+        capture: has ``grab() -> (frame, t)``.
+        executor: has ``apply(action, dt) -> Action`` and ``release_all()``.
+        wait_step: blocks until the program advanced one step or ``timeout`` seconds passed; returns
+            True when it advanced.
+        max_steps: decisions at most.
+        should_stop: polled before each step; True ends the run (e.g. the program exited).
+    Returns:
+        ``EpisodeResult`` with ``success=None``; everything is released when it ends.
+    """
+    try:
+        from controllers import AgentStopped
+    except ImportError:
+        AgentStopped = ()  # noqa: N806
+    buffer = ContextBuffer(agent.fps, agent.config.context_seconds)
+    executed = NOOP
+    decisions, timings, executed_all = [], [], []
+    steps = 0
+    try:
+        while steps < max_steps:
+            if should_stop is not None and should_stop():
+                break
+            t0 = time.monotonic()
+            try:
+                frame, t_grab = capture.grab()
+            except Exception:
+                if should_stop is not None and _within(0.5, should_stop):
+                    break
+                raise
+            t1 = time.monotonic()
+            frame = render_overlay(frame, executed, layout)
+            buffer.push(frame)
+            context = buffer.clip(agent.fps)
+            t2 = time.monotonic()
+            decision = agent.decide(context)
+            t3 = time.monotonic()
+            try:
+                held = executor.apply(decision.action, press_seconds)
+                if not held.is_noop:
+                    time.sleep(press_seconds)
+                    executor.apply(NOOP, press_seconds)
+            except AgentStopped:
+                break
+            executed = held
+            t4 = time.monotonic()
+            if not held.is_noop:
+                wait_step(step_timeout)
+            t5 = time.monotonic()
+            stage = {"capture": t1 - t0, "overlay": t2 - t1, **decision.timings, "plan": t3 - t2,
+                     "execute": t4 - t3, "wait": t5 - t4}
+            decisions.append(decision)
+            timings.append(stage)
+            executed_all.append(executed)
+            if on_step is not None:
+                on_step(Step(steps, frame, decision, executed, stage))
+            steps += 1
+    finally:
+        executor.release_all()
+    return EpisodeResult(success=None, steps=steps, decisions=decisions, timings=timings, executed=executed_all)

@@ -70,7 +70,8 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         return frames
 
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                text: torch.Tensor | None = None, goal: torch.Tensor | None = None) -> torch.Tensor:
+                text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
+                has_goal: torch.Tensor | None = None) -> torch.Tensor:
         """Denoised next frame D(x; sigma).
 
         Args:
@@ -79,6 +80,7 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             context: (B, K, 3, H, W) past frames in [-1, 1], oldest first.
             text: (B, text_dim) prompt embeddings, or None (zeros: no prompt).
             goal: (B, 3, H, W) goal frame in [-1, 1], or None.
+            has_goal: (B, 1, 1, 1) 1 where ``goal`` holds a goal, 0 where not (default: all 1).
         Returns:
             (B, 3, H, W) estimate of the clean next frame.
         """
@@ -92,7 +94,8 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         if goal is None:
             g = torch.zeros_like(noisy[:, :1]).expand(b, 4, *noisy.shape[-2:])
         else:
-            g = torch.cat([self.mask_overlay(goal), torch.ones_like(goal[:, :1])], 1)
+            flag = torch.ones_like(goal[:, :1]) if has_goal is None else has_goal.to(goal.dtype).expand_as(goal[:, :1])
+            g = torch.cat([self.mask_overlay(goal) * flag, flag], 1)
         if text is None:
             text = noisy.new_zeros(b, self.config.text_dim)
         x = torch.cat([c_in * noisy, ctx, g, self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
@@ -106,6 +109,9 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         """Sample the next frame: (B, K, 3, H, W) context -> (B, 3, H, W) in [-1, 1]."""
         scheduler = scheduler or make_scheduler()
         scheduler.set_timesteps(steps, device=context.device)
+        # the EDM input scaling (c_in) happens inside ``forward``, so the scheduler's own
+        # ``scale_model_input`` is not called; tell it so instead of letting it warn every step.
+        scheduler.is_scale_input_called = True
         b, _, c, h, w = context.shape
         x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
         x = x * scheduler.sigmas[0].to(x.dtype)

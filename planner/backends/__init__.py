@@ -5,3 +5,77 @@
 - ``planner.backends.svd``: Stable Video Diffusion (``SVDBackend``), last frame only.
 - ``planner.backends.loading``: ``DiffusersConfig``, ``load_pipeline``, ``ModelNotFound``.
 """
+
+from __future__ import annotations
+
+import json
+import os
+
+BUNDLED_SPECS = ("bundled", "bundled:arrows", "bundled:mouse")
+
+
+def model_family(spec: str) -> str:
+    """``"bundled"``, ``"ltx"``, ``"wan"`` or ``"svd"`` for a ``--model`` value.
+
+    A local folder says what it is (``framepilot.json``: the bundled model; ``model_index.json``'s
+    pipeline class otherwise); a hub id or a single file is recognised by its name (LTX by default).
+    """
+    if spec in BUNDLED_SPECS:
+        return "bundled"
+    path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "framepilot.json")):
+            return "bundled"
+        try:
+            with open(os.path.join(path, "model_index.json")) as f:
+                cls = json.load(f).get("_class_name", "")
+        except (OSError, ValueError):
+            cls = ""
+        name = cls.lower()
+    else:
+        name = spec.lower()
+    if "wan" in name:
+        return "wan"
+    if "stablevideo" in name or "stable-video" in name or "svd" in name:
+        return "svd"
+    return "ltx"
+
+
+def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int | None = None,
+                     device: str | None = None):
+    """The ``WorldModel`` for a ``--model`` value.
+
+    Args:
+        spec: ``bundled`` (the shipped checkpoint for ``layout_name``), ``bundled:arrows``,
+            ``bundled:mouse``, a checkpoint folder from ``training.train``, a diffusers hub id, a local
+            diffusers folder or a single-file checkpoint.
+        layout_name: the overlay layout in use (picks the shipped checkpoint).
+        denoise_steps: denoising steps per decision (None: the backend's default).
+        device: torch device (None: CUDA when available for diffusers models, CPU for the bundled one).
+    Raises:
+        worldmodel.checkpoints.MissingModel, planner.backends.loading.ModelNotFound: one sentence.
+    """
+    family = model_family(spec)
+    if family == "bundled":
+        from planner.backends.bundled import BUNDLED_FOR_LAYOUT, BundledWorldModel
+        if spec == "bundled":
+            if layout_name not in BUNDLED_FOR_LAYOUT:
+                from worldmodel.checkpoints import MissingModel
+                raise MissingModel(f"no bundled world model for layout {layout_name!r} (bundled ones: "
+                                   f"{', '.join(BUNDLED_FOR_LAYOUT)}); train one with framepilot train or pass --model")
+            spec = BUNDLED_FOR_LAYOUT[layout_name]
+        kw = {} if denoise_steps is None else {"denoise_steps": denoise_steps}
+        return BundledWorldModel(spec, device=device or "cpu", **kw)
+    from planner.backends.loading import DiffusersConfig
+    config = DiffusersConfig(spec, device=device)
+    if family == "wan":
+        from planner.backends.wan import WanBackend, WanSettings
+        return WanBackend.from_config(config, None if denoise_steps is None else WanSettings(num_inference_steps=denoise_steps))
+    if family == "svd":
+        from planner.backends.svd import SVDBackend, SVDSettings
+        return SVDBackend.from_config(config, None if denoise_steps is None else SVDSettings(num_inference_steps=denoise_steps))
+    from planner.backends.ltx import LTXBackend, LTXSettings
+    settings = None
+    if denoise_steps is not None:
+        settings = LTXSettings(distilled="distilled" in spec.lower(), num_inference_steps=denoise_steps)
+    return LTXBackend.from_config(config, settings)

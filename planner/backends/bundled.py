@@ -1,0 +1,130 @@
+"""framepilot's own world model as a planner backend: the embedded default that runs on a laptop CPU.
+
+It knows only the bundled games (and what you fine-tune it on): it was trained on recordings of
+them with the overlay drawn (see ``training/train.py``). Frames of any size are resized to the
+model's size (the overlay strip included, never cropped), futures are sampled one frame at a time
+(each predicted frame becomes context for the next), and resized back to the context's size.
+
+    from planner.backends.bundled import BundledWorldModel
+    model = BundledWorldModel("arrows")        # or a checkpoint folder written by training.train
+    rollouts = model(clip, n=8, rollout_length=0.1, prompt="collect the red coin")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from overlays import Layout
+from planner.world_model import (Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, fit_frames,
+                                 frames_needed, resample_clip)
+
+#: which shipped checkpoint serves which overlay layout
+BUNDLED_FOR_LAYOUT = {"arrows": "arrows", "mouse": "mouse"}
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """The checkpoint folder for ``model``: ``bundled`` (arrows), a shipped name, or a folder."""
+    from worldmodel.checkpoints import BUNDLED, MissingModel, bundled_path
+    name = "arrows" if model == "bundled" else model.split(":", 1)[1] if model.startswith("bundled:") else model
+    if name in BUNDLED:
+        return bundled_path(name)
+    path = Path(model)
+    if not path.is_dir():
+        raise MissingModel(f"no world model at {model!r}: pass bundled, bundled:arrows, bundled:mouse or a checkpoint "
+                           "folder written by python -m training.train")
+    return path
+
+
+class BundledWorldModel(WorldModel):
+    """The bundled next-frame diffusion model behind the ``WorldModel`` interface.
+
+    Args:
+        model: ``"arrows"``/``"mouse"`` (shipped checkpoints) or a checkpoint folder.
+        denoise_steps: Euler steps per predicted frame.
+        device: torch device (``"cpu"`` default; ``"cuda"`` works).
+    """
+
+    name = "framepilot-bundled"
+
+    def __init__(self, model: str = "arrows", denoise_steps: int = 3, device: str = "cpu"):
+        import torch
+        from worldmodel.checkpoints import load
+        from worldmodel.model import make_scheduler
+        if denoise_steps < 1:
+            raise ValueError(f"denoise_steps must be at least 1, got {denoise_steps}")
+        self.path = resolve_checkpoint(model)
+        self.net, self.meta = load(self.path)
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        self.denoise_steps = denoise_steps
+        self.scheduler = make_scheduler()
+        self.layout = Layout.from_dict(self.meta["layout"])
+        self.size = tuple(self.meta["size"])
+        self.k = int(self.net.config.context_frames)
+        self.capabilities = Capabilities(text=True, goal_frames=True, max_goals=1, prefix_video=self.k > 1,
+                                         native_fps=float(self.meta["fps"]), resize="resize", size=self.size)
+        self._text = None
+        self.name = f"framepilot-bundled:{self.path.name}"
+
+    @classmethod
+    def untrained(cls, model: str = "arrows", seed: int = 0, **kw) -> "BundledWorldModel":
+        """The control: the same architecture, metadata and planner with fresh random weights."""
+        import torch
+        from worldmodel.model import FramepilotUNet
+        self = cls(model, **kw)
+        torch.manual_seed(seed)
+        self.net = FramepilotUNet.from_config(self.net.config).eval().to(self.device)
+        self.name = f"framepilot-untrained:{self.path.name}"
+        return self
+
+    def check_layout(self, layout: Layout) -> None:
+        """Refuse a layout other than the one the model learnt (one clear sentence)."""
+        layout.check_compatible(self.meta["layout"], what=f"the world model {self.path.name}")
+
+    def _embed(self, prompt: str | None, n: int):
+        import torch
+        if not prompt:
+            return torch.zeros(n, 384, device=self.device)
+        if self._text is None:
+            from worldmodel.text import shared_text_encoder
+            self._text = shared_text_encoder()
+        return torch.from_numpy(self._text(prompt)).to(self.device).expand(n, -1)
+
+    def _to_unit(self, frames: np.ndarray):
+        import torch
+        return torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).movedim(-1, -3).float() / 127.5 - 1.0
+
+    def _rollout(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,
+                 goals: tuple[GoalFrame, ...], seed: int | None) -> Rollouts:
+        import torch
+        t0 = time.perf_counter()
+        fps = self.capabilities.native_fps
+        clip = resample_clip(context.frames, context.fps, fps)[-self.k:]
+        if len(clip) < self.k:
+            clip = np.concatenate([np.repeat(clip[:1], self.k - len(clip), 0), clip])
+        fitted, undo = fit_frames(clip, self.size, mode="resize")
+        ctx = self._to_unit(fitted)[None].expand(n, -1, -1, -1, -1).contiguous()
+        text = self._embed(prompt, n)
+        goal = None
+        if goals:
+            # the model was trained with the episode's goal frame (where it should end up); the offset
+            # only sets how far the planner imagines, not what the network sees
+            g, _ = fit_frames(goals[-1].image[None], self.size, mode="resize")
+            goal = self._to_unit(g).expand(n, -1, -1, -1).contiguous()
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2 ** 63)))
+        t1 = time.perf_counter()
+        out = []
+        with torch.inference_mode():
+            for _ in range(frames_needed(rollout_length, fps)):
+                x = self.net.sample(ctx, text, goal, steps=self.denoise_steps, generator=gen, scheduler=self.scheduler)
+                out.append(x)
+                ctx = torch.cat([ctx[:, 1:], x[:, None]], 1)
+        t2 = time.perf_counter()
+        frames = ((torch.stack(out, 1).movedim(-3, -1) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+        frames = undo(frames)
+        t3 = time.perf_counter()
+        return Rollouts(frames=frames, fps=fps, timings={"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2})

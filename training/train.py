@@ -1,0 +1,406 @@
+"""Train (or fine-tune) framepilot's bundled video world model on a recorded corpus.
+
+The model only ever learns to predict the next frame, overlay strip included, from the frames
+before it (plus the episode's prompt and goal frame when it has them). The actions recorded in
+``steps.jsonl`` are never read here: they are for evaluation only.
+
+Objective: EDM denoising (Karras et al. 2022; as DIAMOND) with log-normal noise levels, the EDM
+loss weighting, and ``--strip-weight`` times more weight on the overlay strip's pixels, which
+are a small share of the frame but carry the action the agent reads. An EMA of the weights is
+what gets saved.
+
+Resumable: the folder ``--out`` holds the EMA model (``save_pretrained``, safetensors), its
+``framepilot.json`` metadata and ``training_state.safetensors`` (raw weights, optimiser, step and
+random state). Running the same command again continues from there, bit for bit the same as an
+uninterrupted run on the same machine and thread count.
+
+Examples::
+
+    # the shipped arrows model (reach, reach-goal, coins), from a recorded corpus
+    python -m training.corpus reach 8000 data/corpus/reach
+    python -m training.train --corpus data/corpus --games reach,reach-goal,coins \\
+        --out worldmodel/checkpoints/arrows --steps 12000 --seed 0
+
+    # fine-tune the shipped model on your own recordings (same layout)
+    python -m training.train --corpus corpus/mygame --init-from bundled:arrows --out runs/mygame --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SIZE = (40, 32)  # (H, W) with the strip: the bundled games' 160x128 frames, block-mean / 4
+STATE_FILE = "training_state.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (all saved into the checkpoint's metadata).
+
+    Args:
+        corpus: folder of recorded episodes (any depth).
+        out: checkpoint folder (created; resumed from when it already holds a training state).
+        games: only episodes of these games (None: all).
+        steps: total optimiser steps.
+        batch: samples per step.
+        lr: peak learning rate (linear warm-up over ``warmup`` steps, then constant).
+        seed: seeds weights, sampling and noise.
+        size: (H, W) frames are resized to, overlay strip included.
+        context_frames: past frames the model sees.
+        strip_weight: loss weight of the overlay strip's pixels relative to the game's.
+        text_dropout: probability of dropping the prompt (the model also learns without one).
+        ema: EMA decay of the saved weights.
+        save_every: steps between checkpoints.
+        threads: torch CPU threads (0: torch's default).
+        init_from: start from these weights (a checkpoint folder or ``bundled:NAME``) to fine-tune.
+        block_out_channels: the UNet's widths.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    corpus: str = "data/corpus"
+    out: str = "runs/worldmodel"
+    games: tuple[str, ...] | None = None
+    steps: int = 12000
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    seed: int = 0
+    size: tuple[int, int] = DEFAULT_SIZE
+    context_frames: int = 1
+    strip_weight: float = 10.0
+    text_dropout: float = 0.1
+    ema: float = 0.999
+    save_every: int = 500
+    threads: int = 0
+    init_from: str | None = None
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    device: str = "auto"
+    p_mean: float = -0.4
+    p_std: float = 1.2
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+@dataclass
+class FrameData:
+    """A corpus flattened for sampling: frames and, per training sample, where to find its parts."""
+
+    frames: np.ndarray            # (N, H, W, 3) uint8, every episode's frames back to back
+    goals: np.ndarray             # (G, H, W, 3) uint8 goal frames (index 0 unused)
+    texts: np.ndarray             # (P, 384) float32 prompt embeddings (row 0: no prompt, zeros)
+    target: np.ndarray            # (S,) frame index of each sample's frame to predict
+    first: np.ndarray             # (S,) index of its episode's first frame (context clamps there)
+    prompt: np.ndarray            # (S,) row of ``texts``
+    goal: np.ndarray              # (S,) row of ``goals`` (0: none)
+    game: np.ndarray              # (S,) game id, for balanced sampling
+    game_names: list[str] = field(default_factory=list)
+    layout: dict | None = None
+    fps: float = 10.0
+    source_shape: tuple[int, int] | None = None
+    n_episodes: int = 0
+
+
+def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None, text_encoder=None,
+               progress: bool = True) -> FrameData:
+    """Load ``corpus`` at ``size`` and index its samples (every frame after the first of an episode)."""
+    from training.corpus import load_corpus, resize_frames
+    from PIL import Image
+    frames, metas = load_corpus(corpus, size=size, games=games, progress=progress)
+    layouts = {json.dumps(m["layout"], sort_keys=True) for m in metas}
+    if len(layouts) > 1:
+        raise ValueError(f"the corpus under {corpus} mixes {len(layouts)} overlay layouts; train one model per "
+                         "layout (pass --games to pick episodes of one layout)")
+    fpss = {float(m["fps"]) for m in metas}
+    if len(fpss) > 1:
+        raise ValueError(f"the corpus under {corpus} mixes frame rates {sorted(fpss)}; record at one fps")
+    prompts = sorted({m.get("prompt") for m in metas if m.get("prompt")})
+    if prompts and text_encoder is None:
+        from worldmodel.text import shared_text_encoder
+        text_encoder = shared_text_encoder()
+    texts = np.zeros((1 + len(prompts), 384), np.float32)
+    for i, p in enumerate(prompts):
+        texts[1 + i] = text_encoder(p)
+    prompt_row = {p: 1 + i for i, p in enumerate(prompts)}
+    game_names = sorted({m.get("game") or "screen" for m in metas})
+    goals = [np.zeros((*size, 3), np.uint8)]
+    target, first, prompt, goal, game = [], [], [], [], []
+    offset = 0
+    for f, m in zip(frames, metas):
+        g = 0
+        gp = Path(m["path"]) / "goal.png"
+        if gp.exists():
+            goals.append(resize_frames(np.asarray(Image.open(gp).convert("RGB"))[None], size)[0])
+            g = len(goals) - 1
+        n = len(f)
+        for k in range(1, n):
+            target.append(offset + k)
+            first.append(offset)
+            prompt.append(prompt_row.get(m.get("prompt"), 0))
+            goal.append(g)
+            game.append(game_names.index(m.get("game") or "screen"))
+        offset += n
+    if not target:
+        raise ValueError(f"the episodes under {corpus} have no frame after their first; record longer episodes")
+    shape = metas[0].get("frame_shape")
+    return FrameData(frames=np.concatenate(frames), goals=np.stack(goals), texts=texts,
+                     target=np.asarray(target), first=np.asarray(first), prompt=np.asarray(prompt),
+                     goal=np.asarray(goal), game=np.asarray(game), game_names=game_names,
+                     layout=metas[0]["layout"], fps=float(metas[0]["fps"]),
+                     source_shape=tuple(shape[:2]) if shape else None, n_episodes=len(metas))
+
+
+def to_unit(x):
+    """uint8 (..., H, W, 3) tensor -> float (..., 3, H, W) in [-1, 1]."""
+    return x.movedim(-1, -3).float() / 127.5 - 1.0
+
+
+class Batcher:
+    """Draws training batches: a game uniformly, then one of its samples uniformly."""
+
+    def __init__(self, data: FrameData, context_frames: int, text_dropout: float, device):
+        import torch
+        self.torch = torch
+        self.data = data
+        self.k = context_frames
+        self.text_dropout = text_dropout
+        self.device = device
+        self.frames = torch.from_numpy(data.frames)
+        self.goals = torch.from_numpy(data.goals)
+        self.texts = torch.from_numpy(data.texts)
+        self.by_game = [np.flatnonzero(data.game == g) for g in range(len(data.game_names))]
+
+    def __call__(self, batch: int, rng: np.random.Generator):
+        torch, d = self.torch, self.data
+        games = rng.integers(len(self.by_game), size=batch)
+        idx = np.array([self.by_game[g][rng.integers(len(self.by_game[g]))] for g in games])
+        t = d.target[idx]
+        ctx = np.maximum(t[:, None] - np.arange(self.k, 0, -1)[None], d.first[idx][:, None])
+        target = to_unit(self.frames[torch.from_numpy(t)])
+        context = to_unit(self.frames[torch.from_numpy(ctx)])
+        prompt = d.prompt[idx].copy()
+        prompt[rng.random(batch) < self.text_dropout] = 0
+        text = self.texts[torch.from_numpy(prompt)]
+        gi = torch.from_numpy(d.goal[idx])
+        goal = to_unit(self.goals[gi])
+        has_goal = (gi > 0).float().view(-1, 1, 1, 1)
+        out = dict(target=target, context=context, text=text, goal=goal, has_goal=has_goal)
+        return {k: v.to(self.device) for k, v in out.items()}
+
+
+# ---- training ----------------------------------------------------------------------------------------
+def strip_rows_for(layout: dict, size: tuple[int, int], source_shape: tuple[int, int] | None) -> int:
+    """First row of the overlay strip at ``size``, from the recorded frame shape and the layout."""
+    if source_shape is None:
+        raise ValueError("the corpus does not record its frame shape; re-record it")
+    from overlays import Layout
+    game_h = source_shape[0] - Layout.from_dict(layout).strip_height(source_shape[1])
+    return int(round(game_h * size[0] / source_shape[0]))
+
+
+def _resolve_init(init_from: str) -> Path:
+    if init_from.startswith("bundled:"):
+        from worldmodel.checkpoints import bundled_path
+        return bundled_path(init_from.split(":", 1)[1])
+    p = Path(init_from)
+    if not (p / "config.json").exists():
+        raise ValueError(f"--init-from {init_from} is not a world-model checkpoint folder (no config.json); "
+                         "pass a folder written by training.train or bundled:arrows")
+    return p
+
+
+def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None) -> dict:
+    """Run (or resume) training; returns a summary with the final losses."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from worldmodel.model import FramepilotUNet
+    from worldmodel.checkpoints import write_metadata
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = build_data(cfg.corpus, tuple(cfg.size), cfg.games, progress=progress)
+    strip_rows = strip_rows_for(data.layout, tuple(cfg.size), data.source_shape)
+
+    torch.manual_seed(cfg.seed)
+    if cfg.init_from:
+        model = FramepilotUNet.from_pretrained(str(_resolve_init(cfg.init_from)))
+        if list(model.config.sample_size) != list(cfg.size) or model.config.strip_rows != strip_rows:
+            raise ValueError(f"--init-from {cfg.init_from} works at {tuple(model.config.sample_size)} with its strip at "
+                             f"row {model.config.strip_rows}, but this corpus gives {tuple(cfg.size)} and row "
+                             f"{strip_rows}; record with the same layout and frame size")
+        from worldmodel.checkpoints import read_metadata
+        old = read_metadata(_resolve_init(cfg.init_from))
+        if json.dumps(old.get("layout"), sort_keys=True) != json.dumps(data.layout, sort_keys=True):
+            raise ValueError(f"--init-from {cfg.init_from} was trained on layout {old.get('layout', {}).get('name')!r} "
+                             f"but this corpus uses {data.layout.get('name')!r}; fine-tune on recordings with the same layout")
+    else:
+        model = FramepilotUNet(sample_size=tuple(cfg.size), strip_rows=strip_rows, context_frames=cfg.context_frames,
+                               block_out_channels=tuple(cfg.block_out_channels))
+    model.to(device).train()
+    ema = FramepilotUNet.from_config(model.config).to(device).eval()
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2, betas=(0.9, 0.99))
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    state_path = out / STATE_FILE
+    if state_path.exists():
+        state = load_file(str(state_path))
+        meta = json.loads((out / "training_state.json").read_text())
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+        opt_state = opt.state_dict()
+        params = opt_state["param_groups"][0]["params"]
+        opt_state["state"] = {p: {"step": state[f"opt.{p}.step"], "exp_avg": state[f"opt.{p}.exp_avg"],
+                                  "exp_avg_sq": state[f"opt.{p}.exp_avg_sq"]} for p in params if f"opt.{p}.step" in state}
+        opt.load_state_dict(opt_state)
+        step = meta["step"]
+        rng.bit_generator.state = meta["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if progress:
+            print(f"resuming {out} at step {step}", file=sys.stderr)
+
+    batcher = Batcher(data, model.config.context_frames, cfg.text_dropout, device)
+    weight = torch.ones(1, 1, *cfg.size, device=device)
+    weight[..., strip_rows:, :] = cfg.strip_weight
+    weight = weight / weight.mean()
+
+    def save():
+        ema.save_pretrained(str(out))
+        write_metadata(out, layout=data.layout, fps=data.fps, size=tuple(cfg.size), source_shape=data.source_shape,
+                       games=data.game_names, steps=step, config=asdict(cfg))
+        sd = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        sd.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
+        for p, s in opt.state_dict()["state"].items():
+            for name in ("step", "exp_avg", "exp_avg_sq"):
+                sd[f"opt.{p}.{name}"] = torch.as_tensor(s[name]).detach().cpu().contiguous()
+        sd["torch_rng"] = torch.get_rng_state()
+        save_file(sd, str(state_path) + ".tmp")
+        os.replace(str(state_path) + ".tmp", state_path)
+        (out / "training_state.json").write_text(json.dumps({"step": step, "numpy_rng": rng.bit_generator.state}))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc="training world model", unit="step")
+    log = open(out / "train_log.jsonl", "a")
+    sigma_data = 0.5
+    losses = []
+    t0 = time.time()
+    try:
+        while step < cfg.steps:
+            b = batcher(cfg.batch, rng)
+            x0 = b["target"]
+            sigma = torch.exp(cfg.p_mean + cfg.p_std * torch.randn(x0.shape[0], device=device))
+            noisy = x0 + sigma.view(-1, 1, 1, 1) * torch.randn_like(x0)
+            goal = torch.where(b["has_goal"] > 0, b["goal"], torch.zeros_like(b["goal"]))
+            denoised = model(noisy, sigma, b["context"], b["text"], goal, has_goal=b["has_goal"])
+            lam = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+            per = ((denoised - x0) ** 2 * weight).mean(dim=(1, 2, 3))
+            loss = (lam * per).mean() / lam.mean()
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - decay)
+            with torch.no_grad():
+                strip = ((denoised - x0)[..., strip_rows:, :] ** 2).mean().item()
+            losses.append((loss.item(), strip))
+            if step % 50 == 0:
+                l, s = np.mean(losses[-50:], axis=0)
+                log.write(json.dumps({"step": step, "loss": float(l), "strip_mse": float(s),
+                                      "elapsed_s": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{np.mean([x[0] for x in losses[-50:]]):.4f}",
+                                    strip=f"{np.mean([x[1] for x in losses[-50:]]):.4f}")
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save()
+    except KeyboardInterrupt:
+        save()
+        if bar is not None:
+            bar.close()
+        print(f"interrupted at step {step}; saved to {out}; run the same command again to resume", file=sys.stderr)
+        raise
+    finally:
+        log.close()
+    if bar is not None:
+        bar.close()
+    if not losses and not (out / "config.json").exists():
+        save()
+    last = np.mean(losses[-50:], axis=0) if losses else (float("nan"), float("nan"))
+    return {"out": str(out), "step": step, "loss": float(last[0]), "strip_mse": float(last[1]),
+            "seconds": round(time.time() - t0, 1), "episodes": data.n_episodes, "samples": int(len(data.target))}
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.split(","))
+        return h, w
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be H,W in pixels (e.g. 40,32), got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--corpus", default=d.corpus, help="folder of recorded episodes (default: %(default)s)")
+    p.add_argument("--out", default=d.out, help="checkpoint folder; resumed when it holds a training state (default: %(default)s)")
+    p.add_argument("--games", default=None, help="comma-separated games to train on (default: every episode)")
+    p.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=d.batch, help="samples per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--size", type=_parse_size, default=d.size, help="H,W frames are resized to, strip included (default: 40,32)")
+    p.add_argument("--context-frames", type=int, default=d.context_frames, help="past frames the model sees (default: %(default)s)")
+    p.add_argument("--strip-weight", type=float, default=d.strip_weight, help="loss weight of the overlay strip (default: %(default)s)")
+    p.add_argument("--save-every", type=int, default=d.save_every, help="steps between checkpoints (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads, 0 for torch's default (default: %(default)s)")
+    p.add_argument("--init-from", default=None, help="fine-tune from a checkpoint folder or bundled:arrows / bundled:mouse")
+    p.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"), help="(default: %(default)s)")
+
+
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
+                       steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
+                       context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
+                       threads=a.threads, init_from=a.init_from, device=a.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    a = p.parse_args(argv)
+    try:
+        summary = train(config_from_args(a))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Checkpoint folders of the bundled world model: where the shipped ones live and their metadata.
+
+A checkpoint folder is a diffusers-style model folder (``config.json`` and
+``diffusion_pytorch_model.safetensors`` from ``FramepilotUNet.save_pretrained``) plus
+``framepilot.json``: the overlay layout (``Layout.to_dict()``), ``overlay_version``, ``fps``, the
+model's frame ``size`` (H, W, strip included), the recorded ``source_shape`` it was trained on,
+the ``games``, the training ``steps`` and the training settings. ``load`` checks it against the
+running overlay codec, so a model never reads an overlay drawn differently from the one it learnt.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from overlays import OVERLAY_VERSION
+
+METADATA_FILE = "framepilot.json"
+BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
+BUNDLED = {"arrows": "arrows", "mouse": "mouse"}  # name -> folder under worldmodel/checkpoints
+
+
+class MissingModel(ValueError):
+    """A checkpoint that is not there or not a framepilot world model."""
+
+
+def bundled_path(name: str) -> Path:
+    """Folder of the shipped checkpoint ``name`` (``"arrows"`` or ``"mouse"``)."""
+    if name not in BUNDLED:
+        raise MissingModel(f"no bundled world model named {name!r}; choose one of {', '.join(BUNDLED)}")
+    path = BUNDLED_DIR / BUNDLED[name]
+    if not (path / "config.json").exists():
+        raise MissingModel(f"the bundled world model {name!r} is missing from {path}; reinstall framepilot or "
+                           f"train it with python -m training.train --out {path}")
+    return path
+
+
+def write_metadata(folder: str | Path, *, layout: dict, fps: float, size: tuple[int, int], source_shape, games,
+                   steps: int, config: dict) -> None:
+    meta = {"format": "framepilot-worldmodel", "layout": layout, "overlay_version": OVERLAY_VERSION, "fps": fps,
+            "size": list(size), "source_shape": list(source_shape) if source_shape else None, "games": list(games),
+            "steps": steps, "training": config,
+            "training_command": "python -m training.train " + " ".join(
+                f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                for k, v in config.items() if k in ("corpus", "games", "out", "steps", "batch", "seed", "size") and v is not None)}
+    tmp = Path(folder) / (METADATA_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(Path(folder) / METADATA_FILE)
+
+
+def read_metadata(folder: str | Path) -> dict:
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / METADATA_FILE).read_text())
+    except FileNotFoundError:
+        raise MissingModel(f"{folder} is not a framepilot world model (no {METADATA_FILE}); pass a folder written by "
+                           "python -m training.train") from None
+    except json.JSONDecodeError as e:
+        raise MissingModel(f"{folder / METADATA_FILE} is corrupt ({e.msg}); re-save the checkpoint") from None
+    if meta.get("overlay_version") != OVERLAY_VERSION:
+        raise MissingModel(f"{folder} was trained on overlay version {meta.get('overlay_version')} but this framepilot "
+                           f"draws version {OVERLAY_VERSION}; retrain it with python -m training.train")
+    return meta
+
+
+def load(folder: str | Path):
+    """(model, metadata) of the checkpoint folder ``folder``, model in eval mode on CPU."""
+    from worldmodel.model import FramepilotUNet
+    meta = read_metadata(folder)
+    try:
+        model = FramepilotUNet.from_pretrained(str(folder))
+    except (OSError, ValueError, RuntimeError) as e:
+        raise MissingModel(f"could not load the world model in {folder} ({str(e).splitlines()[0]}); "
+                           "re-save or retrain it") from None
+    return model.eval(), meta
