@@ -6,11 +6,12 @@ A run folder holds:
   ``t`` (seconds since the run started), ``action`` and ``executed`` (``Action.to_dict()``),
   ``confidence`` (vote agreement), ``votes`` (the action read in each rollout), ``chosen_index``
   (best-of-n), ``abstained``, ``timings_ms`` (per stage) and the game's ``success`` when known.
-- ``video/segment_NNN.mkv``: H.264 in Matroska, one video frame per decision: the real frame with
+- ``video/segment_NNN.ts``: H.264 in MPEG-TS, one video frame per decision: the real frame with
   its overlay on the left, the n imagined frames at the decision horizon on the right, each
   framed green when its overlay reads as the chosen action and red otherwise, the chosen action
-  written below. A new segment starts every ``segment_steps`` decisions, so a crash or a kill
-  loses at most the segment being written (Matroska written so far stays readable anyway).
+  written below. Each frame is encoded without lookahead (x264 ``zerolatency``) and flushed to
+  disk as it is added (MPEG-TS has no index to finish), so a crash or a SIGKILL loses no frame
+  already added. A new segment starts every ``segment_steps`` decisions (files stay small).
 - ``summary.json``: written at the end (steps, success, mean timings).
 - ``run.gif``: with ``gif=True``, a small animated GIF of the whole run (for READMEs).
 """
@@ -126,14 +127,14 @@ class RunRecorder:
         self._close_segment()
         self._segment += 1
         (self.out / "video").mkdir(exist_ok=True)
-        path = self.out / "video" / f"segment_{self._segment:03d}.mkv"
-        self._container = av.open(str(path), "w", format="matroska")
+        path = self.out / "video" / f"segment_{self._segment:03d}.ts"
+        self._container = av.open(str(path), "w", format="mpegts", options={"flush_packets": "1"})
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
         self._stream.width, self._stream.height = shape[1], shape[0]
         self._stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            self._stream.options = {"crf": "18", "preset": "veryfast", "tune": "animation"}
+            self._stream.options = {"crf": "18", "preset": "veryfast", "tune": "zerolatency"}
         self._in_segment = 0
         self._shape = shape
 
@@ -159,8 +160,6 @@ class RunRecorder:
             rec.update(action=None, dropped=True)
         if success is not None:
             rec["success"] = bool(success)
-        self._log.write(json.dumps(rec) + "\n")
-        self._log.flush()
         if self.video or self.gif:
             img = compose(frame, imagined, decision)
             if self.video:
@@ -172,6 +171,9 @@ class RunRecorder:
                 self._in_segment += 1
             if self.gif:
                 self._gif_frames.append(img)
+        # the log line last: every step it lists is already in the video
+        self._log.write(json.dumps(rec) + "\n")
+        self._log.flush()
         self.steps += 1
 
     def close(self, **summary) -> None:
@@ -201,7 +203,7 @@ def read_segments(run_dir: str | Path) -> np.ndarray:
     """All recorded video frames of a run folder, (N, h, w, 3) uint8 (for tests and tools)."""
     import av
     frames = []
-    for seg in sorted((Path(run_dir) / "video").glob("segment_*.mkv")):
+    for seg in sorted((Path(run_dir) / "video").glob("segment_*.ts")):
         try:
             with av.open(str(seg)) as c:
                 frames += [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

@@ -220,3 +220,24 @@ def human(xvfb_display):
     h.warp(XVFB_SIZE[0] // 2, XVFB_SIZE[1] // 2)
     h.close()
 
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A few recorded demonstrator episodes of reach and coins (arrows layout), and buttons (mouse)."""
+    from training.corpus import record_scripted
+    root = tmp_path_factory.mktemp("corpus")
+    record_scripted("reach", 6, root / "reach", progress=False)
+    record_scripted("coins", 4, root / "coins", progress=False)
+    record_scripted("reach-goal", 4, root / "reach-goal", progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus, tmp_path_factory):
+    """A world-model checkpoint folder trained for 2 steps by ``training.train`` (small widths)."""
+    from training.train import TrainConfig, train
+    out = tmp_path_factory.mktemp("wm") / "tiny"
+    train(TrainConfig(corpus=str(tiny_corpus), out=str(out), games=("reach", "coins", "reach-goal"), steps=2,
+                      batch=4, block_out_channels=(16, 32, 32), save_every=1, threads=1), progress=False)
+    return out

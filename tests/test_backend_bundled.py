@@ -1,0 +1,82 @@
+"""The bundled world model behind the planner's WorldModel interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import games
+from overlays import NOOP, Layout, LayoutError, render_overlay
+from planner import ContextClip, GoalFrame, UnsupportedRequest
+from planner.backends import load_world_model, model_family
+from planner.backends.bundled import BundledWorldModel
+
+torch.set_num_threads(1)
+ARROWS = Layout.preset("arrows")
+
+
+def clip_of(game="reach", seed=10_000_000, scale=1):
+    env = games.make(game)
+    obs, info = env.reset(seed=seed)
+    frame = render_overlay(obs.repeat(scale, 0).repeat(scale, 1), NOOP, ARROWS)
+    return ContextClip(np.stack([frame] * 10), 10.0), info
+
+
+def test_rollouts_have_the_context_size_and_fps(tiny_checkpoint):
+    m = BundledWorldModel(str(tiny_checkpoint), denoise_steps=2)
+    assert m.capabilities.text and m.capabilities.goal_frames and m.capabilities.native_fps == 10.0
+    clip, _ = clip_of()
+    r = m(clip, n=3, rollout_length=0.3, seed=0)
+    assert r.frames.shape == (3, 3, 160, 128, 3) and r.frames.dtype == np.uint8 and r.fps == 10.0
+    assert {"encode", "denoise", "decode"} <= set(r.timings)
+    big, _ = clip_of(scale=4)  # a real window at scale 4: resized, never cropped
+    assert m(big, n=2, rollout_length=0.1, seed=0).frames.shape == (2, 1, 640, 512, 3)
+
+
+def test_seeds_repeat_and_differ(tiny_checkpoint):
+    m = BundledWorldModel(str(tiny_checkpoint), denoise_steps=2)
+    clip, _ = clip_of()
+    a = m(clip, n=4, seed=5).frames
+    assert np.array_equal(a, m(clip, n=4, seed=5).frames)
+    assert not np.array_equal(a, m(clip, n=4, seed=6).frames)
+    assert not np.array_equal(a[0], a[1])  # the rollouts of one call differ
+
+
+def test_prompt_and_goal_change_the_futures(tiny_checkpoint):
+    m = BundledWorldModel(str(tiny_checkpoint), denoise_steps=2)
+    clip, _ = clip_of("reach-goal")
+    _, info = clip_of("reach-goal")
+    goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), 0.1)
+    base = m(clip, n=2, seed=1).frames
+    assert not np.array_equal(base, m(clip, n=2, seed=1, goals=[goal]).frames)
+    assert not np.array_equal(base, m(clip, n=2, seed=1, prompt="collect the red coin").frames)
+    with pytest.raises(UnsupportedRequest, match="at most 1 goal"):
+        m(clip, n=2, goals=[goal, goal])
+
+
+def test_layout_and_model_errors(tiny_checkpoint, tmp_path):
+    m = BundledWorldModel(str(tiny_checkpoint))
+    m.check_layout(ARROWS)
+    with pytest.raises(LayoutError, match="layout 'arrows'"):
+        m.check_layout(Layout.preset("wasd"))
+    from planner.backends.loading import ModelNotFound
+    from worldmodel.checkpoints import MissingModel
+    with pytest.raises(ModelNotFound, match="no model at"):
+        load_world_model(str(tmp_path / "nothing"))
+    with pytest.raises(MissingModel, match="no bundled world model for layout 'desktop'"):
+        load_world_model("bundled", "desktop")
+
+
+def test_model_family_by_spec(tiny_checkpoint):
+    assert model_family("bundled") == "bundled" and model_family(str(tiny_checkpoint)) == "bundled"
+    assert model_family("Lightricks/LTX-Video-0.9.5") == "ltx"
+    assert model_family("Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers") == "wan"
+    assert model_family("stabilityai/stable-video-diffusion-img2vid-xt") == "svd"
+
+
+def test_untrained_control_has_fresh_weights(tiny_checkpoint):
+    a = BundledWorldModel(str(tiny_checkpoint))
+    b = BundledWorldModel.untrained(str(tiny_checkpoint), seed=0)
+    assert a.net.config == b.net.config and a.meta == b.meta
+    assert not all(torch.equal(p, q) for p, q in zip(a.net.parameters(), b.net.parameters()))

@@ -1,0 +1,142 @@
+"""framepilot's own world model: the network, its training command and its checkpoint format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel.checkpoints import MissingModel, load, read_metadata
+from worldmodel.model import FramepilotUNet
+
+torch.set_num_threads(1)
+
+
+def tiny_net(context_frames=1, **kw):
+    torch.manual_seed(0)
+    return FramepilotUNet(sample_size=(40, 32), strip_rows=32, block_out_channels=(16, 32, 32),
+                          context_frames=context_frames, **kw).eval()
+
+
+def test_forward_shapes_and_context_overlay_is_masked():
+    net = tiny_net(context_frames=2)
+    x = torch.randn(3, 3, 40, 32)
+    ctx = torch.rand(3, 2, 3, 40, 32) * 2 - 1
+    sigma = torch.full((3,), 0.7)
+    with torch.no_grad():
+        out = net(x, sigma, ctx)
+        assert out.shape == (3, 3, 40, 32)
+        # the context's overlay rows never reach the network (anti-copycat) ...
+        ctx2 = ctx.clone()
+        ctx2[..., 32:, :] = -ctx2[..., 32:, :]
+        assert torch.allclose(net(x, sigma, ctx2), out)
+        # ... while its game rows do
+        ctx3 = ctx.clone()
+        ctx3[..., :32, :] = -ctx3[..., :32, :]
+        assert not torch.allclose(net(x, sigma, ctx3), out)
+
+
+def test_goal_and_text_condition_the_prediction():
+    net = tiny_net()
+    x = torch.randn(2, 3, 40, 32)
+    ctx = torch.rand(2, 1, 3, 40, 32) * 2 - 1
+    sigma = torch.full((2,), 1.0)
+    goal = torch.rand(2, 3, 40, 32) * 2 - 1
+    with torch.no_grad():
+        base = net(x, sigma, ctx)
+        assert not torch.allclose(net(x, sigma, ctx, goal=goal), base)
+        # has_goal = 0 is exactly "no goal"
+        assert torch.allclose(net(x, sigma, ctx, goal=goal, has_goal=torch.zeros(2, 1, 1, 1)), base, atol=1e-6)
+        assert not torch.allclose(net(x, sigma, ctx, text=torch.randn(2, 384)), base)
+
+
+def test_sample_is_seeded():
+    net = tiny_net()
+    ctx = torch.rand(4, 1, 3, 40, 32) * 2 - 1
+    a = net.sample(ctx, steps=2, generator=torch.Generator().manual_seed(1))
+    b = net.sample(ctx, steps=2, generator=torch.Generator().manual_seed(1))
+    c = net.sample(ctx, steps=2, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (4, 3, 40, 32) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_training_writes_a_loadable_checkpoint_with_metadata(tiny_checkpoint):
+    net, meta = load(tiny_checkpoint)
+    assert isinstance(net, FramepilotUNet)
+    assert meta["layout"]["name"] == "arrows" and meta["fps"] == 10.0 and meta["size"] == [40, 32]
+    assert meta["source_shape"] == [160, 128] and meta["steps"] == 2
+    assert net.config.strip_rows == 32  # 128 game rows of 160, at 40 rows
+    assert (tiny_checkpoint / "diffusion_pytorch_model.safetensors").exists()
+    assert "python -m training.train" in meta["training_command"]
+
+
+def test_training_resumes_exactly_where_it_stopped(tiny_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from training.train import TrainConfig, train
+    common = dict(corpus=str(tiny_corpus), games=("reach",), batch=4, block_out_channels=(16, 32, 32),
+                  save_every=2, threads=1, seed=3)
+    train(TrainConfig(out=str(tmp_path / "straight"), steps=4, **common), progress=False)
+    train(TrainConfig(out=str(tmp_path / "resumed"), steps=2, **common), progress=False)
+    train(TrainConfig(out=str(tmp_path / "resumed"), steps=4, **common), progress=False)
+    a = load_file(str(tmp_path / "straight" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "resumed" / "training_state.json").read_text())["step"] == 4
+
+
+def test_training_never_reads_the_recorded_actions(tiny_corpus, tmp_path):
+    """Delete every steps.jsonl (the actions): training still runs, so it cannot have used them."""
+    from training.train import TrainConfig, train
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus / "reach", corpus / "reach")
+    for f in corpus.rglob("steps.jsonl"):
+        f.unlink()
+    summary = train(TrainConfig(corpus=str(corpus), out=str(tmp_path / "m"), steps=1, batch=2,
+                                block_out_channels=(16, 32, 32), threads=1), progress=False)
+    assert summary["step"] == 1
+
+
+def test_fine_tuning_refuses_another_layout(tiny_checkpoint, tmp_path):
+    from training.corpus import record_scripted
+    from training.train import TrainConfig, train
+    record_scripted("buttons", 2, tmp_path / "buttons", progress=False)
+    with pytest.raises(ValueError, match="layout"):
+        train(TrainConfig(corpus=str(tmp_path / "buttons"), out=str(tmp_path / "ft"), steps=1, batch=2,
+                          init_from=str(tiny_checkpoint), threads=1), progress=False)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_checkpoint, tiny_corpus, tmp_path):
+    from training.train import TrainConfig, train
+    out = tmp_path / "ft"
+    train(TrainConfig(corpus=str(tiny_corpus), games=("reach",), out=str(out), steps=1, batch=2, lr=0.0,
+                      init_from=str(tiny_checkpoint), threads=1), progress=False)
+    a, _ = load(tiny_checkpoint)
+    b, _ = load(out)
+    # lr 0: the fine-tuned weights are the starting ones
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_checkpoint_errors_are_one_sentence(tiny_checkpoint, tmp_path):
+    with pytest.raises(MissingModel, match="not a framepilot world model"):
+        read_metadata(tmp_path)
+    bad = tmp_path / "old"
+    shutil.copytree(tiny_checkpoint, bad)
+    meta = json.loads((bad / "framepilot.json").read_text())
+    meta["overlay_version"] = 999
+    (bad / "framepilot.json").write_text(json.dumps(meta))
+    with pytest.raises(MissingModel, match="overlay version 999"):
+        load(bad)
+
+
+def test_the_shipped_checkpoints_load_and_are_small():
+    from worldmodel.checkpoints import BUNDLED_DIR, bundled_path
+    path = bundled_path("arrows")
+    net, meta = load(path)
+    assert meta["layout"]["name"] == "arrows" and set(meta["games"]) == {"reach", "reach-goal", "coins"}
+    size = sum(f.stat().st_size for f in path.iterdir() if f.name in ("diffusion_pytorch_model.safetensors",))
+    assert size < 30e6
+    assert str(path).startswith(str(BUNDLED_DIR))
