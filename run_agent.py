@@ -318,7 +318,7 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
                     max_steps = c.max_steps or 100
                     if c.mode == "sync":
                         res = run_stepped(cap, executor, agent, layout, win.wait_step, max_steps=max_steps,
-                                          on_step=cb, should_stop=lambda: win.done)
+                                          on_step=cb, should_stop=lambda: win.done, mark_step=win.mark_step)
                     else:
                         res = run_realtime(cap, executor, agent, layout, max_steps=max_steps, on_step=cb,
                                            should_stop=lambda: win.done)

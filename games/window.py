@@ -293,10 +293,15 @@ class WindowProcess:
         with self._cond:
             self._cond.notify_all()
 
-    def wait_step(self, timeout: float) -> bool:
-        """Block until the game reports one more step than before the call (or ``timeout`` s pass)."""
+    def mark_step(self) -> None:
+        """Remember how many steps the game has reported (call before sending the input)."""
         with self._cond:
-            n = len(self.lines)
+            self._mark = len(self.lines)
+
+    def wait_step(self, timeout: float) -> bool:
+        """Block until the game reports a step after the last ``mark_step`` (or ``timeout`` s pass)."""
+        with self._cond:
+            n = getattr(self, "_mark", len(self.lines))
             return self._cond.wait_for(lambda: len(self.lines) > n or self.proc.poll() is not None, timeout)
 
     @property

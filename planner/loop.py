@@ -239,7 +239,8 @@ def run_realtime(capture, executor, agent: Agent, layout: Layout, decision_inter
 def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Callable[[float], bool],
                 max_steps: int = 100, press_seconds: float = 0.05, step_timeout: float = 1.0,
                 on_step: Callable[[Step], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> EpisodeResult:
+                should_stop: Callable[[], bool] | None = None,
+                mark_step: Callable[[], None] | None = None) -> EpisodeResult:
     """``sync`` on a real screen: a program that waits for input (a paused game, a turn-based one).
 
     Each step: grab, draw the action executed last step, plan, then press the decided keys/buttons
@@ -255,6 +256,7 @@ def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Call
             True when it advanced.
         max_steps: decisions at most.
         should_stop: polled before each step; True ends the run (e.g. the program exited).
+        mark_step: called just before the input is sent, so ``wait_step`` counts steps from there.
     Returns:
         ``EpisodeResult`` with ``success=None``; everything is released when it ends.
     """
@@ -284,6 +286,8 @@ def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Call
             t2 = time.monotonic()
             decision = agent.decide(context)
             t3 = time.monotonic()
+            if mark_step is not None:
+                mark_step()
             try:
                 held = executor.apply(decision.action, press_seconds)
                 if not held.is_noop:

@@ -12,6 +12,7 @@ import json
 import os
 
 BUNDLED_SPECS = ("bundled", "bundled:arrows", "bundled:mouse")
+UNTRAINED_SPECS = ("untrained", "untrained:arrows", "untrained:mouse")
 
 
 def model_family(spec: str) -> str:
@@ -20,7 +21,7 @@ def model_family(spec: str) -> str:
     A local folder says what it is (``framepilot.json``: the bundled model; ``model_index.json``'s
     pipeline class otherwise); a hub id or a single file is recognised by its name (LTX by default).
     """
-    if spec in BUNDLED_SPECS:
+    if spec in BUNDLED_SPECS or spec in UNTRAINED_SPECS:
         return "bundled"
     path = os.path.expanduser(spec)
     if os.path.isdir(path):
@@ -47,7 +48,8 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
 
     Args:
         spec: ``bundled`` (the shipped checkpoint for ``layout_name``), ``bundled:arrows``,
-            ``bundled:mouse``, a checkpoint folder from ``training.train``, a diffusers hub id, a local
+            ``bundled:mouse``, ``untrained`` (the control: the shipped architecture with fresh random
+            weights, seed 0; also ``untrained:arrows``), a checkpoint folder from ``training.train``, a diffusers hub id, a local
             diffusers folder or a single-file checkpoint.
         layout_name: the overlay layout in use (picks the shipped checkpoint).
         denoise_steps: denoising steps per decision (None: the backend's default).
@@ -58,6 +60,9 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
     family = model_family(spec)
     if family == "bundled":
         from planner.backends.bundled import BUNDLED_FOR_LAYOUT, BundledWorldModel
+        untrained = spec in UNTRAINED_SPECS
+        if untrained:
+            spec = "bundled" if spec == "untrained" else spec.replace("untrained:", "")
         if spec == "bundled":
             if layout_name not in BUNDLED_FOR_LAYOUT:
                 from worldmodel.checkpoints import MissingModel
@@ -65,6 +70,8 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
                                    f"{', '.join(BUNDLED_FOR_LAYOUT)}); train one with framepilot train or pass --model")
             spec = BUNDLED_FOR_LAYOUT[layout_name]
         kw = {} if denoise_steps is None else {"denoise_steps": denoise_steps}
+        if untrained:
+            return BundledWorldModel.untrained(spec, seed=0, device=device or "cpu", **kw)
         return BundledWorldModel(spec, device=device or "cpu", **kw)
     from planner.backends.loading import DiffusersConfig
     config = DiffusersConfig(spec, device=device)
