@@ -139,6 +139,22 @@ def _within(seconds: float, condition: Callable[[], bool]) -> bool:
     return True
 
 
+def _grab(capture, should_stop: Callable[[], bool] | None):
+    """(frame, t) from ``capture``, or None when the run should end (``should_stop`` says so).
+
+    A failed grab just as the program under control ends (its window gone) is the end of the run
+    when ``should_stop`` turns True within 0.5 s; otherwise it is a real error and is raised.
+    """
+    if should_stop is not None and should_stop():
+        return None
+    try:
+        return capture.grab()
+    except Exception:
+        if should_stop is not None and _within(0.5, should_stop):
+            return None
+        raise
+
+
 def run_realtime(capture, executor, agent: Agent, layout: Layout, decision_interval: float = 0.1,
                  deadline: float = 0.5, max_steps: int | None = None, max_seconds: float | None = None,
                  on_step: Callable[[Step], None] | None = None, should_stop: Callable[[], bool] | None = None,
@@ -183,17 +199,11 @@ def run_realtime(capture, executor, agent: Agent, layout: Layout, decision_inter
     try:
         while (max_steps is None or steps < max_steps) and \
                 (max_seconds is None or time.monotonic() - start < max_seconds):
-            if should_stop is not None and should_stop():
-                break
             t0 = time.monotonic()
-            try:
-                frame, t_grab = capture.grab()
-            except Exception:
-                # the program under control may have just ended (its window gone): that is the end of the
-                # run when should_stop says so, otherwise a real error
-                if should_stop is not None and _within(0.5, should_stop):
-                    break
-                raise
+            grabbed = _grab(capture, should_stop)
+            if grabbed is None:
+                break
+            frame, t_grab = grabbed
             t1 = time.monotonic()
             frame = render_overlay(frame, executed, layout)
             buffer.push(frame, t_grab)
@@ -270,15 +280,11 @@ def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Call
     steps = 0
     try:
         while steps < max_steps:
-            if should_stop is not None and should_stop():
-                break
             t0 = time.monotonic()
-            try:
-                frame, t_grab = capture.grab()
-            except Exception:
-                if should_stop is not None and _within(0.5, should_stop):
-                    break
-                raise
+            grabbed = _grab(capture, should_stop)
+            if grabbed is None:
+                break
+            frame = grabbed[0]
             t1 = time.monotonic()
             frame = render_overlay(frame, executed, layout)
             buffer.push(frame)

@@ -21,8 +21,9 @@ def tiny_net(context_frames=1, **kw):
                           context_frames=context_frames, **kw).eval()
 
 
-def test_forward_shapes_and_context_overlay_is_masked():
-    net = tiny_net(context_frames=2)
+@pytest.mark.parametrize("keypoints", [0, 8])
+def test_forward_shapes_and_context_overlay_is_masked(keypoints):
+    net = tiny_net(context_frames=2, keypoints=keypoints)
     x = torch.randn(3, 3, 40, 32)
     ctx = torch.rand(3, 2, 3, 40, 32) * 2 - 1
     sigma = torch.full((3,), 0.7)
@@ -39,8 +40,9 @@ def test_forward_shapes_and_context_overlay_is_masked():
         assert not torch.allclose(net(x, sigma, ctx3), out)
 
 
-def test_goal_and_text_condition_the_prediction():
-    net = tiny_net()
+@pytest.mark.parametrize("keypoints", [0, 8])
+def test_goal_and_text_condition_the_prediction(keypoints):
+    net = tiny_net(keypoints=keypoints)
     x = torch.randn(2, 3, 40, 32)
     ctx = torch.rand(2, 1, 3, 40, 32) * 2 - 1
     sigma = torch.full((2,), 1.0)
@@ -51,6 +53,19 @@ def test_goal_and_text_condition_the_prediction():
         # has_goal = 0 is exactly "no goal"
         assert torch.allclose(net(x, sigma, ctx, goal=goal, has_goal=torch.zeros(2, 1, 1, 1)), base, atol=1e-6)
         assert not torch.allclose(net(x, sigma, ctx, text=torch.randn(2, 384)), base)
+
+
+def test_keypoints_are_where_the_feature_is():
+    """Spatial-softmax keypoints are expected coordinates in [-1, 1]; moving the frame's content moves them."""
+    net = tiny_net(keypoints=4)
+    frame = -torch.ones(1, 3, 40, 32)
+    frame[..., 4:8, 4:8] = 1.0
+    moved = -torch.ones(1, 3, 40, 32)
+    moved[..., 24:28, 20:24] = 1.0
+    with torch.no_grad():
+        a, b = net.frame_keypoints(frame), net.frame_keypoints(moved)
+    assert a.shape == (1, 8) and a.abs().max() <= 1
+    assert not torch.allclose(a, b)
 
 
 def test_sample_is_seeded():

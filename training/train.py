@@ -63,7 +63,9 @@ class TrainConfig:
         threads: torch CPU threads (0: torch's default).
         init_from: start from these weights (a checkpoint folder or ``bundled:NAME``) to fine-tune.
         block_out_channels: the UNet's widths.
+        keypoints: spatial-softmax keypoints of the current and goal frames (see ``FramepilotUNet``).
         device: ``auto``, ``cpu`` or ``cuda``.
+        cache: an ``.npz`` file keeping the decoded corpus between runs (None: decode every time).
     """
 
     corpus: str = "data/corpus"
@@ -83,7 +85,9 @@ class TrainConfig:
     threads: int = 0
     init_from: str | None = None
     block_out_channels: tuple[int, ...] = (32, 64, 64)
+    keypoints: int = 32
     device: str = "auto"
+    cache: str | None = None
     p_mean: float = -0.4
     p_std: float = 1.2
 
@@ -155,6 +159,28 @@ def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None
                      goal=np.asarray(goal), game=np.asarray(game), game_names=game_names,
                      layout=metas[0]["layout"], fps=float(metas[0]["fps"]),
                      source_shape=tuple(shape[:2]) if shape else None, n_episodes=len(metas))
+
+
+def cached_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None, cache: str | None,
+                progress: bool = True) -> FrameData:
+    """``build_data``, saved to / loaded from the ``.npz`` file ``cache`` when given (a corpus of
+    thousands of episodes takes minutes to decode; delete the file after recording more)."""
+    import dataclasses
+    if cache and Path(cache).exists():
+        z = np.load(cache, allow_pickle=False)
+        meta = json.loads(str(z["meta"]))
+        if meta["corpus"] == str(corpus) and meta["size"] == list(size) and meta["games"] == (list(games) if games else None):
+            arrays = {k: z[k] for k in ("frames", "goals", "texts", "target", "first", "prompt", "goal", "game")}
+            return FrameData(**arrays, **meta["fields"])
+    data = build_data(corpus, size, games, progress=progress)
+    if cache:
+        fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name in
+                  ("game_names", "layout", "fps", "source_shape", "n_episodes")}
+        meta = {"corpus": str(corpus), "size": list(size), "games": list(games) if games else None, "fields": fields}
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, meta=json.dumps(meta), **{k: getattr(data, k) for k in
+                 ("frames", "goals", "texts", "target", "first", "prompt", "goal", "game")})
+    return data
 
 
 def to_unit(x):
@@ -231,7 +257,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
-        data = build_data(cfg.corpus, tuple(cfg.size), cfg.games, progress=progress)
+        data = cached_data(cfg.corpus, tuple(cfg.size), cfg.games, cfg.cache, progress=progress)
     strip_rows = strip_rows_for(data.layout, tuple(cfg.size), data.source_shape)
 
     torch.manual_seed(cfg.seed)
@@ -248,7 +274,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                              f"but this corpus uses {data.layout.get('name')!r}; fine-tune on recordings with the same layout")
     else:
         model = FramepilotUNet(sample_size=tuple(cfg.size), strip_rows=strip_rows, context_frames=cfg.context_frames,
-                               block_out_channels=tuple(cfg.block_out_channels))
+                               block_out_channels=tuple(cfg.block_out_channels), keypoints=cfg.keypoints)
     model.to(device).train()
     ema = FramepilotUNet.from_config(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
@@ -377,13 +403,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads, 0 for torch's default (default: %(default)s)")
     p.add_argument("--init-from", default=None, help="fine-tune from a checkpoint folder or bundled:arrows / bundled:mouse")
     p.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"), help="(default: %(default)s)")
+    p.add_argument("--cache", default=None, help="an .npz file that keeps the decoded corpus between runs (default: none)")
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
                        steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
-                       threads=a.threads, init_from=a.init_from, device=a.device)
+                       threads=a.threads, init_from=a.init_from, device=a.device, cache=a.cache)
 
 
 def main(argv: list[str] | None = None) -> int:

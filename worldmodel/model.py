@@ -38,12 +38,17 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         text_dim: size of the prompt embedding (all-MiniLM-L6-v2: 384).
         block_out_channels, layers_per_block, attention_head_dim, norm_num_groups: UNet2DModel's.
         mask_context_overlay: blank the overlay of context frames (see module docstring).
+        keypoints: spatial-softmax keypoints taken from the newest context frame and from the goal
+            frame (0: none). Each is the expected (x, y) of a learnt feature map (Levine et al.'s deep
+            spatial autoencoders): where the marker, the target or each coin is, as numbers. They go,
+            with the prompt embedding, through one MLP into the UNet's embedding, so every block
+            knows where things are relative to each other, which is what the next key depends on.
     """
 
     @register_to_config
     def __init__(self, sample_size=(80, 64), strip_rows: int = 64, context_frames: int = 2, text_dim: int = 384,
                  block_out_channels=(32, 64, 128), layers_per_block: int = 1, attention_head_dim: int = 32,
-                 norm_num_groups: int = 8, mask_context_overlay: bool = True):
+                 norm_num_groups: int = 8, mask_context_overlay: bool = True, keypoints: int = 0):
         super().__init__()
         in_ch = 3 + 3 * context_frames + 4 + 2  # noisy frame, context, goal + goal flag, coordinates
         n = len(block_out_channels)
@@ -56,6 +61,15 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             class_embed_type="identity")
         temb = block_out_channels[0] * 4
         self.text_proj = nn.Sequential(nn.Linear(text_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+        if keypoints:
+            width = block_out_channels[0]
+            self.keypoint_net = nn.Sequential(
+                nn.Conv2d(5, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+                nn.Conv2d(width, keypoints, 3, padding=1))
+            self.keypoint_temperature = nn.Parameter(torch.zeros(keypoints))
+            cond_in = text_dim + 4 * keypoints + 1
+            self.cond_proj = nn.Sequential(nn.Linear(cond_in, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
+                                           nn.Linear(256, temb))
         h, w = sample_size
         ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(1, 1, h, w)
         xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(1, 1, h, w)
@@ -68,6 +82,14 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         frames = frames.clone()
         frames[..., self.config.strip_rows:, :] = 0.0
         return frames
+
+    def frame_keypoints(self, frame: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) frame in [-1, 1] (overlay already blanked) -> (B, 2 * keypoints) expected x, y."""
+        b, _, h, w = frame.shape
+        maps = self.keypoint_net(torch.cat([frame, self.coords.expand(b, -1, -1, -1).to(frame.dtype)], 1))
+        attn = (maps * self.keypoint_temperature.exp().view(1, -1, 1, 1)).flatten(2).softmax(-1)  # (B, K, H*W)
+        xy = self.coords.flatten(2).to(frame.dtype)  # (1, 2, H*W)
+        return torch.einsum("bkn,cn->bkc", attn, xy[0]).flatten(1)
 
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
                 text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
@@ -98,8 +120,15 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             g = torch.cat([self.mask_overlay(goal) * flag, flag], 1)
         if text is None:
             text = noisy.new_zeros(b, self.config.text_dim)
+        if self.config.keypoints:
+            flag = g[:, 3:4, 0, 0]  # (B, 1): 1 where a goal is given
+            kp_now = self.frame_keypoints(ctx[:, -3:])
+            kp_goal = self.frame_keypoints(g[:, :3]) * flag
+            cond = self.cond_proj(torch.cat([text, kp_now, kp_goal, flag], 1))
+        else:
+            cond = self.text_proj(text)
         x = torch.cat([c_in * noisy, ctx, g, self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
-        f = self.unet(x, c_noise * 250.0, class_labels=self.text_proj(text)).sample
+        f = self.unet(x, c_noise * 250.0, class_labels=cond).sample
         return c_skip * noisy + c_out * f
 
     @torch.no_grad()
