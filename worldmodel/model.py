@@ -13,6 +13,8 @@ overlay: that is where the agent reads the action.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from diffusers import EDMEulerScheduler, UNet2DModel
@@ -66,7 +68,10 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             self.keypoint_net = nn.Sequential(
                 nn.Conv2d(5, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
                 nn.Conv2d(width, keypoints, 3, padding=1))
-            self.keypoint_temperature = nn.Parameter(torch.zeros(keypoints))
+            # maps are standardised over space before the softmax, then sharpened: at exp(log 5) = 5 a
+            # unit-variance map puts nearly all its weight on its few strongest pixels from the first
+            # step (a flat softmax would give every keypoint the frame's centre and almost no gradient)
+            self.keypoint_temperature = nn.Parameter(torch.full((keypoints,), math.log(5.0)))
             cond_in = text_dim + 4 * keypoints + 1
             self.cond_proj = nn.Sequential(nn.Linear(cond_in, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
                                            nn.Linear(256, temb))
@@ -87,8 +92,11 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         """(B, 3, H, W) frame in [-1, 1] (overlay already blanked) -> (B, 2 * keypoints) expected x, y."""
         b, _, h, w = frame.shape
         maps = self.keypoint_net(torch.cat([frame, self.coords.expand(b, -1, -1, -1).to(frame.dtype)], 1))
-        attn = (maps * self.keypoint_temperature.exp().view(1, -1, 1, 1)).flatten(2).softmax(-1)  # (B, K, H*W)
-        xy = self.coords.flatten(2).to(frame.dtype)  # (1, 2, H*W)
+        rows = self.config.strip_rows  # the game area only: the (blanked) strip holds no state
+        maps = maps[..., :rows, :].flatten(2)
+        maps = (maps - maps.mean(-1, keepdim=True)) / (maps.std(-1, keepdim=True) + 1e-4)
+        attn = (maps * self.keypoint_temperature.exp().view(1, -1, 1)).softmax(-1)  # (B, K, rows*W)
+        xy = self.coords[..., :rows, :].flatten(2).to(frame.dtype)  # (1, 2, rows*W)
         return torch.einsum("bkn,cn->bkc", attn, xy[0]).flatten(1)
 
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
