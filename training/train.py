@@ -64,6 +64,11 @@ class TrainConfig:
         init_from: start from these weights (a checkpoint folder or ``bundled:NAME``) to fine-tune.
         block_out_channels: the UNet's widths.
         keypoints: spatial-softmax keypoints of the current and goal frames (see ``FramepilotUNet``).
+        strip_head: the MLP denoiser of the overlay strip (see ``FramepilotUNet``).
+        strip_batch: extra samples per step for the strip denoiser alone (cheap: no UNet pass), with
+            noise levels drawn from ``strip_p_mean``/``strip_p_std``, higher than the frame's: at
+            high noise the next frame's overlay must be predicted from the game, which is what the
+            agent reads; at low noise it is only cleaned up.
         device: ``auto``, ``cpu`` or ``cuda``.
         cache: an ``.npz`` file keeping the decoded corpus between runs (None: decode every time).
     """
@@ -86,6 +91,10 @@ class TrainConfig:
     init_from: str | None = None
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     keypoints: int = 32
+    strip_head: bool = True
+    strip_batch: int = 256
+    strip_p_mean: float = 0.6
+    strip_p_std: float = 1.4
     device: str = "auto"
     cache: str | None = None
     p_mean: float = -0.4
@@ -274,7 +283,8 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                              f"but this corpus uses {data.layout.get('name')!r}; fine-tune on recordings with the same layout")
     else:
         model = FramepilotUNet(sample_size=tuple(cfg.size), strip_rows=strip_rows, context_frames=cfg.context_frames,
-                               block_out_channels=tuple(cfg.block_out_channels), keypoints=cfg.keypoints)
+                               block_out_channels=tuple(cfg.block_out_channels), keypoints=cfg.keypoints,
+                               strip_head=cfg.strip_head)
     model.to(device).train()
     ema = FramepilotUNet.from_config(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
@@ -336,6 +346,15 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
             lam = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
             per = ((denoised - x0) ** 2 * weight).mean(dim=(1, 2, 3))
             loss = (lam * per).mean() / lam.mean()
+            if model.config.strip_head and cfg.strip_batch:
+                sb = batcher(cfg.strip_batch, rng)
+                s0 = sb["target"][..., strip_rows:, :]
+                ssig = torch.exp(cfg.strip_p_mean + cfg.strip_p_std * torch.randn(s0.shape[0], device=device))
+                sgoal = torch.where(sb["has_goal"] > 0, sb["goal"], torch.zeros_like(sb["goal"]))
+                cond = model.conditions(sb["context"], sb["text"], sgoal, sb["has_goal"], sb["target"])
+                sden = model.denoise_strip(s0 + ssig.view(-1, 1, 1, 1) * torch.randn_like(s0), ssig, cond)
+                slam = (ssig ** 2 + sigma_data ** 2) / (ssig * sigma_data) ** 2
+                loss = loss + (slam * ((sden - s0) ** 2).mean(dim=(1, 2, 3))).mean() / slam.mean()
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             opt.zero_grad(set_to_none=True)
@@ -399,6 +418,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_parse_size, default=d.size, help="H,W frames are resized to, strip included (default: 40,32)")
     p.add_argument("--context-frames", type=int, default=d.context_frames, help="past frames the model sees (default: %(default)s)")
     p.add_argument("--strip-weight", type=float, default=d.strip_weight, help="loss weight of the overlay strip (default: %(default)s)")
+    p.add_argument("--strip-batch", type=int, default=d.strip_batch, help="extra samples per step for the overlay "
+                   "strip's denoiser (default: %(default)s)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads, 0 for torch's default (default: %(default)s)")
     p.add_argument("--init-from", default=None, help="fine-tune from a checkpoint folder or bundled:arrows / bundled:mouse")
@@ -410,7 +431,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
                        steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
-                       threads=a.threads, init_from=a.init_from, device=a.device, cache=a.cache)
+                       threads=a.threads, init_from=a.init_from, device=a.device, cache=a.cache,
+                       strip_batch=a.strip_batch)
 
 
 def main(argv: list[str] | None = None) -> int:

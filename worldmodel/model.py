@@ -45,12 +45,21 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             spatial autoencoders): where the marker, the target or each coin is, as numbers. They go,
             with the prompt embedding, through one MLP into the UNet's embedding, so every block
             knows where things are relative to each other, which is what the next key depends on.
+        strip_head: denoise the overlay strip with its own network (needs ``keypoints``): an MLP from
+            the noisy strip, the noise level, the keypoints and the prompt straight to the strip's
+            pixels; the UNet then denoises only the game area. The strip is small and depends on where
+            things are relative to each other, not on local texture, so a dense path from the
+            keypoints learns it far faster, and training can give it a larger batch and more high
+            noise levels (where the next input must be predicted, not merely cleaned) at little cost.
+            The prompt gates the MLP's hidden units (a product, not only a sum), which is how "the red
+            coin" picks the red coin's keypoints.
     """
 
     @register_to_config
     def __init__(self, sample_size=(80, 64), strip_rows: int = 64, context_frames: int = 2, text_dim: int = 384,
                  block_out_channels=(32, 64, 128), layers_per_block: int = 1, attention_head_dim: int = 32,
-                 norm_num_groups: int = 8, mask_context_overlay: bool = True, keypoints: int = 0):
+                 norm_num_groups: int = 8, mask_context_overlay: bool = True, keypoints: int = 0,
+                 strip_head: bool = False):
         super().__init__()
         in_ch = 3 + 3 * context_frames + 4 + 2  # noisy frame, context, goal + goal flag, coordinates
         n = len(block_out_channels)
@@ -64,7 +73,7 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         temb = block_out_channels[0] * 4
         self.text_proj = nn.Sequential(nn.Linear(text_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
         if keypoints:
-            width = block_out_channels[0]
+            width = 16
             self.keypoint_net = nn.Sequential(
                 nn.Conv2d(5, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
                 nn.Conv2d(width, keypoints, 3, padding=1))
@@ -75,6 +84,15 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             cond_in = text_dim + 4 * keypoints + 1
             self.cond_proj = nn.Sequential(nn.Linear(cond_in, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
                                            nn.Linear(256, temb))
+        if strip_head:
+            if not keypoints:
+                raise ValueError("strip_head needs keypoints > 0")
+            strip_px = 3 * (sample_size[0] - strip_rows) * sample_size[1]
+            hidden = 512
+            self.strip_in = nn.Linear(strip_px + 4 * keypoints + 2, hidden)
+            self.strip_gate = nn.Linear(text_dim, hidden)
+            self.strip_mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                           nn.SiLU(), nn.Linear(hidden, strip_px))
         h, w = sample_size
         ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(1, 1, h, w)
         xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(1, 1, h, w)
@@ -90,18 +108,61 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
 
     def frame_keypoints(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) frame in [-1, 1] (overlay already blanked) -> (B, 2 * keypoints) expected x, y."""
-        b, _, h, w = frame.shape
-        maps = self.keypoint_net(torch.cat([frame, self.coords.expand(b, -1, -1, -1).to(frame.dtype)], 1))
+        b = frame.shape[0]
         rows = self.config.strip_rows  # the game area only: the (blanked) strip holds no state
-        maps = maps[..., :rows, :].flatten(2)
+        coords = self.coords[..., :rows, :].expand(b, -1, -1, -1).to(frame.dtype)
+        maps = self.keypoint_net(torch.cat([frame[..., :rows, :], coords], 1)).flatten(2)
         maps = (maps - maps.mean(-1, keepdim=True)) / (maps.std(-1, keepdim=True) + 1e-4)
         attn = (maps * self.keypoint_temperature.exp().view(1, -1, 1)).softmax(-1)  # (B, K, rows*W)
         xy = self.coords[..., :rows, :].flatten(2).to(frame.dtype)  # (1, 2, rows*W)
         return torch.einsum("bkn,cn->bkc", attn, xy[0]).flatten(1)
 
+    def conditions(self, context: torch.Tensor, text: torch.Tensor | None, goal: torch.Tensor | None,
+                   has_goal: torch.Tensor | None, like: torch.Tensor) -> dict:
+        """What every denoising step of one prediction shares: masked context, goal planes, keypoints."""
+        b = like.shape[0]
+        ctx = self.mask_overlay(context.flatten(0, 1)).view(b, -1, *like.shape[-2:])
+        if goal is None:
+            g = torch.zeros_like(like[:, :1]).expand(b, 4, *like.shape[-2:])
+        else:
+            flag = torch.ones_like(goal[:, :1]) if has_goal is None else has_goal.to(goal.dtype).expand_as(goal[:, :1])
+            g = torch.cat([self.mask_overlay(goal) * flag, flag], 1)
+        if text is None:
+            text = like.new_zeros(b, self.config.text_dim)
+        out = {"ctx": ctx, "goal": g, "text": text}
+        if self.config.keypoints:
+            flag = g[:, 3:4, 0, 0]  # (B, 1): 1 where a goal is given
+            kp_now = self.frame_keypoints(ctx[:, -3:])
+            kp_goal = torch.zeros_like(kp_now)
+            with_goal = flag[:, 0] > 0
+            if with_goal.any():  # only frames that have a goal (most batches of mixed games have few)
+                kp_goal = kp_goal.index_put((with_goal.nonzero()[:, 0],), self.frame_keypoints(g[with_goal, :3]))
+            out["keypoints"] = torch.cat([kp_now, kp_goal, flag], 1)
+            out["cond"] = self.cond_proj(torch.cat([text, out["keypoints"]], 1))
+        else:
+            out["cond"] = self.text_proj(text)
+        return out
+
+    @staticmethod
+    def _precondition(sigma: torch.Tensor):
+        s = sigma.view(-1, 1, 1, 1)
+        c_skip = SIGMA_DATA ** 2 / (s ** 2 + SIGMA_DATA ** 2)
+        c_out = s * SIGMA_DATA / (s ** 2 + SIGMA_DATA ** 2).sqrt()
+        c_in = 1 / (s ** 2 + SIGMA_DATA ** 2).sqrt()
+        return c_skip, c_out, c_in, sigma.log() / 4
+
+    def denoise_strip(self, noisy_strip: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
+        """D(x; sigma) of the overlay strip alone: (B, 3, H - strip_rows, W) -> same (needs ``strip_head``)."""
+        c_skip, c_out, c_in, c_noise = self._precondition(sigma)
+        b = noisy_strip.shape[0]
+        x = torch.cat([(c_in * noisy_strip).flatten(1), cond["keypoints"], c_noise.view(b, 1)], 1)
+        h = self.strip_in(x) * (1 + self.strip_gate(cond["text"]))
+        f = self.strip_mlp(h).view_as(noisy_strip)
+        return c_skip * noisy_strip + c_out * f
+
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
                 text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
-                has_goal: torch.Tensor | None = None) -> torch.Tensor:
+                has_goal: torch.Tensor | None = None, cond: dict | None = None) -> torch.Tensor:
         """Denoised next frame D(x; sigma).
 
         Args:
@@ -111,33 +172,21 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             text: (B, text_dim) prompt embeddings, or None (zeros: no prompt).
             goal: (B, 3, H, W) goal frame in [-1, 1], or None.
             has_goal: (B, 1, 1, 1) 1 where ``goal`` holds a goal, 0 where not (default: all 1).
+            cond: ``conditions(...)`` computed once for all steps of a prediction (else computed here).
         Returns:
             (B, 3, H, W) estimate of the clean next frame.
         """
         b = noisy.shape[0]
-        s = sigma.view(b, 1, 1, 1)
-        c_skip = SIGMA_DATA ** 2 / (s ** 2 + SIGMA_DATA ** 2)
-        c_out = s * SIGMA_DATA / (s ** 2 + SIGMA_DATA ** 2).sqrt()
-        c_in = 1 / (s ** 2 + SIGMA_DATA ** 2).sqrt()
-        c_noise = sigma.log() / 4
-        ctx = self.mask_overlay(context.flatten(0, 1)).view(b, -1, *noisy.shape[-2:])
-        if goal is None:
-            g = torch.zeros_like(noisy[:, :1]).expand(b, 4, *noisy.shape[-2:])
-        else:
-            flag = torch.ones_like(goal[:, :1]) if has_goal is None else has_goal.to(goal.dtype).expand_as(goal[:, :1])
-            g = torch.cat([self.mask_overlay(goal) * flag, flag], 1)
-        if text is None:
-            text = noisy.new_zeros(b, self.config.text_dim)
-        if self.config.keypoints:
-            flag = g[:, 3:4, 0, 0]  # (B, 1): 1 where a goal is given
-            kp_now = self.frame_keypoints(ctx[:, -3:])
-            kp_goal = self.frame_keypoints(g[:, :3]) * flag
-            cond = self.cond_proj(torch.cat([text, kp_now, kp_goal, flag], 1))
-        else:
-            cond = self.text_proj(text)
-        x = torch.cat([c_in * noisy, ctx, g, self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
-        f = self.unet(x, c_noise * 250.0, class_labels=cond).sample
-        return c_skip * noisy + c_out * f
+        if cond is None:
+            cond = self.conditions(context, text, goal, has_goal, noisy)
+        c_skip, c_out, c_in, c_noise = self._precondition(sigma)
+        x = torch.cat([c_in * noisy, cond["ctx"], cond["goal"], self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
+        f = self.unet(x, c_noise * 250.0, class_labels=cond["cond"]).sample
+        out = c_skip * noisy + c_out * f
+        if self.config.strip_head:
+            rows = self.config.strip_rows
+            out = torch.cat([out[..., :rows, :], self.denoise_strip(noisy[..., rows:, :], sigma, cond)], -2)
+        return out
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
@@ -152,9 +201,10 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         b, _, c, h, w = context.shape
         x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
         x = x * scheduler.sigmas[0].to(x.dtype)
+        cond = self.conditions(context, text, goal, None, x)
         for t in scheduler.timesteps:
             sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else 0]
-            denoised = self(x, sigma.expand(b).to(x.dtype), context, text, goal)
+            denoised = self(x, sigma.expand(b).to(x.dtype), context, text, goal, cond=cond)
             # EDMEulerScheduler.step takes the raw network output; we pass the denoised estimate
             # through ``pred_original_sample`` so the preconditioning lives in one place (forward).
             x = scheduler.step(denoised, t, x, pred_original_sample=denoised).prev_sample
