@@ -17,7 +17,7 @@ SCRIPT = ROOT / "benchmarks" / "bench_diffusers.py"
 def test_tiny_benchmark_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=900)  # a hang guard, not a timing
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["device"].startswith("CPU") and report["peak_flops"] is None

@@ -42,7 +42,8 @@ def write_metadata(folder: str | Path, *, layout: dict, fps: float, size: tuple[
             "steps": steps, "training": config,
             "training_command": "python -m training.train " + " ".join(
                 f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                for k, v in config.items() if k in ("corpus", "games", "out", "steps", "batch", "seed", "size") and v is not None)}
+                for k, v in config.items() if k in ("corpus", "games", "cache", "out", "steps", "batch", "strip_batch", "seed",
+                                                 "size", "threads", "init_from") and v is not None)}
     tmp = Path(folder) / (METADATA_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(Path(folder) / METADATA_FILE)
