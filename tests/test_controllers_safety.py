@@ -171,9 +171,16 @@ def test_moved_covered_or_closed_target_window(make_probe, human):
 
 
 # ---- no key left held, however the agent ends ------------------------------------------------
+def _signals_as_in_a_terminal():
+    # a test runner started in the background (nohup, `&`) passes SIGINT/SIGHUP on ignored; the agent
+    # keeps an ignored signal ignored, so give it the dispositions of a program started in a terminal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _agent(*args):
     p = subprocess.Popen([sys.executable, str(AGENT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=_signals_as_in_a_terminal)
     line = p.stdout.readline()
     assert line.startswith("HOLDING"), f"the agent did not start: {line!r} {p.stderr.read() if p.poll() else ''}"
     return p

@@ -68,6 +68,27 @@ def test_keypoints_are_where_the_feature_is():
     assert not torch.allclose(a, b)
 
 
+def test_the_strip_denoiser_owns_the_overlay_rows():
+    """With ``strip_head`` the overlay rows come from the strip denoiser alone (the UNet's output there
+    is unused), and the prompt reaches them through its gate."""
+    net = tiny_net(keypoints=8, strip_head=True)
+    x = torch.randn(2, 3, 40, 32)
+    ctx = torch.rand(2, 1, 3, 40, 32) * 2 - 1
+    sigma = torch.full((2,), 2.0)
+    text = torch.randn(2, 384)
+    with torch.no_grad():
+        out = net(x, sigma, ctx, text=text)
+        cond = net.conditions(ctx, text, None, None, x)
+        assert torch.allclose(out[..., 32:, :], net.denoise_strip(x[..., 32:, :], sigma, cond))
+        net.strip_mlp[-1].weight.add_(1.0)  # changing the strip denoiser leaves the game rows alone
+        again = net(x, sigma, ctx, text=text)
+        assert torch.equal(again[..., :32, :], out[..., :32, :]) and not torch.allclose(again[..., 32:, :], out[..., 32:, :])
+        other = net(x, sigma, ctx, text=torch.randn(2, 384))
+        assert not torch.allclose(other[..., 32:, :], again[..., 32:, :])
+    with pytest.raises(ValueError, match="keypoints"):
+        tiny_net(strip_head=True)
+
+
 def test_sample_is_seeded():
     net = tiny_net()
     ctx = torch.rand(4, 1, 3, 40, 32) * 2 - 1
