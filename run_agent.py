@@ -51,6 +51,7 @@ class PlanOptions:
     decision_horizon: float = 0.1
     rollout_length: float | None = None
     denoise_steps: int | None = None
+    frame_steps: int | None = None
     vote: str = "joint"
     goal_mode: str = "vote"
     abstain_below: float = 0.0
@@ -117,6 +118,7 @@ class BenchConfig:
     game: str = DEFAULT_GAME
     rollouts: str = "1,2,4,8,16,32"
     denoise_steps: str = "3"
+    frame_steps: int | None = None
     episodes: int = 20
     decisions: int = 30
     seed: int = DEFAULT_SEED
@@ -139,6 +141,8 @@ def _check_plan(c: PlanOptions) -> None:
         raise UsageError(f"--goal-mode {c.goal_mode} needs a goal image: pass --goal IMAGE")
     if c.denoise_steps is not None and c.denoise_steps < 1:
         raise UsageError(f"--denoise-steps must be at least 1, got {c.denoise_steps}")
+    if c.frame_steps is not None and c.frame_steps < 1:
+        raise UsageError(f"--frame-steps must be at least 1, got {c.frame_steps}")
     if c.goal_offset <= 0:
         raise UsageError(f"--goal-offset must be positive seconds, got {c.goal_offset}")
 
@@ -174,7 +178,7 @@ def load_goal_image(path: str, frame_shape: tuple[int, int], layout):
 
 def make_model(c, layout):
     from planner.backends import load_world_model
-    model = load_world_model(c.model, layout.name, c.denoise_steps)
+    model = load_world_model(c.model, layout.name, c.denoise_steps, frame_steps=c.frame_steps)
     if hasattr(model, "check_layout"):
         model.check_layout(layout)
     return model
@@ -416,7 +420,7 @@ def bench(c: BenchConfig, progress: bool = True) -> dict:
         bar = tqdm(total=total * (c.decisions + (0 if c.no_success else c.episodes)), desc="bench", unit="run")
     from planner.backends import load_world_model
     for ds in steps_list:
-        model = load_world_model(c.model, layout.name, ds)
+        model = load_world_model(c.model, layout.name, ds, frame_steps=c.frame_steps)
         for n in rollouts:
             from planner import Agent, PlannerConfig
             obs, info = env.reset(seed=c.seed)
@@ -431,7 +435,7 @@ def bench(c: BenchConfig, progress: bool = True) -> dict:
                 lat.append(time.perf_counter() - t0)
                 if bar is not None:
                     bar.update(1)
-            row = {"rollouts": n, "denoise_steps": ds,
+            row = {"rollouts": n, "denoise_steps": ds, "frame_steps": getattr(model, "frame_steps", None),
                    "latency_ms": {"p50": round(float(np.percentile(lat, 50)) * 1000, 1),
                                   "p95": round(float(np.percentile(lat, 95)) * 1000, 1)},
                    "success_rate": None}
@@ -554,6 +558,8 @@ def _add_plan_options(p: argparse.ArgumentParser, d: PlanOptions) -> None:
     g.add_argument("--rollout-length", type=float, default=d.rollout_length, help="seconds of future to imagine "
                    "(default: the decision horizon, or the goal offset)")
     g.add_argument("--denoise-steps", type=int, default=d.denoise_steps, help="denoising steps (default: the model's)")
+    g.add_argument("--frame-steps", type=int, default=d.frame_steps, help="the bundled model's denoising steps for the "
+                   "imagined game area; the overlay, where the action is read, takes --denoise-steps (default: 1)")
     g.add_argument("--vote", default=d.vote, choices=("joint", "per-key"), help="(default: %(default)s)")
     g.add_argument("--goal-mode", default=d.goal_mode, choices=("vote", "best-of-n", "vote+best-of-n"),
                    help="how a goal image picks the action (default: %(default)s)")
@@ -653,6 +659,8 @@ game, and, in sync mode, the success rate over held-out episodes; writes JSON an
     pb.add_argument("--game", default=d.game, help="(default: %(default)s)")
     pb.add_argument("--rollouts", default=d.rollouts, help="(default: %(default)s)")
     pb.add_argument("--denoise-steps", default=d.denoise_steps, help="comma-separated (default: %(default)s)")
+    pb.add_argument("--frame-steps", type=int, default=d.frame_steps, help="the bundled model's steps for the imagined "
+                    "game area (default: the model's, 1)")
     pb.add_argument("--episodes", type=int, default=d.episodes, help="episodes per row for the success rate (default: %(default)s)")
     pb.add_argument("--decisions", type=int, default=d.decisions, help="timed decisions per row (default: %(default)s)")
     pb.add_argument("--seed", type=int, default=d.seed, help="first held-out seed (default: %(default)s)")

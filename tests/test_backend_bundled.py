@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import games
-from overlays import NOOP, Layout, LayoutError, render_overlay
+from overlays import NOOP, Layout, LayoutError, read_overlay, render_overlay
 from planner import ContextClip, GoalFrame, UnsupportedRequest
 from planner.backends import load_world_model, model_family
 from planner.backends.bundled import BundledWorldModel
@@ -80,3 +80,27 @@ def test_untrained_control_has_fresh_weights(tiny_checkpoint):
     b = BundledWorldModel.untrained(str(tiny_checkpoint), seed=0)
     assert a.net.config == b.net.config and a.meta == b.meta
     assert not all(torch.equal(p, q) for p, q in zip(a.net.parameters(), b.net.parameters()))
+
+
+def test_frame_steps_change_only_the_imagined_game_area(tiny_checkpoint):
+    """The strip's denoiser never sees the noisy game area: with the same seed the overlay rows (where
+    the action is read) are identical at any number of game-area steps, while the game area differs."""
+    clip, _ = clip_of("coins")
+    one = BundledWorldModel(str(tiny_checkpoint), denoise_steps=3, frame_steps=1)
+    three = BundledWorldModel(str(tiny_checkpoint), denoise_steps=3, frame_steps=3)
+    net, rows = one.net, one.net.config.strip_rows
+    ctx = torch.rand(4, net.config.context_frames, 3, *net.config.sample_size) * 2 - 1
+    text = torch.randn(4, 384)
+    x1 = net.sample(ctx, text, steps=3, frame_steps=1, generator=torch.Generator().manual_seed(3))
+    x3 = net.sample(ctx, text, steps=3, frame_steps=3, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x1[..., rows:, :], x3[..., rows:, :])
+    assert not torch.allclose(x1[..., :rows, :], x3[..., :rows, :])
+    # through the backend: the same overlay read from every rollout
+    a = one(clip, n=4, seed=3, prompt="collect the red coin").frames
+    b = three(clip, n=4, seed=3, prompt="collect the red coin").frames
+    assert [read_overlay(f[0], ARROWS).action for f in a] == [read_overlay(f[0], ARROWS).action for f in b]
+    # frame_steps equal to denoise_steps is the joint sampler, bit for bit
+    same = BundledWorldModel(str(tiny_checkpoint), denoise_steps=3, frame_steps=None)
+    assert np.array_equal(b, same(clip, n=4, seed=3, prompt="collect the red coin").frames)
+    with pytest.raises(ValueError, match="frame_steps must be at least 1"):
+        BundledWorldModel(str(tiny_checkpoint), frame_steps=0)

@@ -112,7 +112,8 @@ def _nearest_is_target(state: dict) -> bool:
 
 
 def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, rollouts=(1, 8), seed: int = 0,
-                  denoise_steps: int = 3, baselines: bool = True, progress: bool = True) -> dict:
+                  denoise_steps: int = 3, baselines: bool = True, progress: bool = True,
+                  frame_steps: int | None = 1) -> dict:
     """Evaluate one game; returns the ``eval`` JSON record of issue 7 for it."""
     import games
     from games.heldout import EVAL_SEEDS
@@ -124,7 +125,7 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
     layout = Layout.preset(env.layout_name)
     name = game_model_name(game) if model_spec == "bundled" else model_spec
     try:
-        model = BundledWorldModel(name, denoise_steps=denoise_steps)
+        model = BundledWorldModel(name, denoise_steps=denoise_steps, frame_steps=frame_steps)
         model.check_layout(layout)
     except (MissingModel, LayoutError) as e:
         if model_spec != "bundled":
@@ -147,7 +148,7 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
             bar.update(1)
 
     out = {"episodes": episodes, "seed": seed, "step_cap": env.step_cap, "model": str(model.path),
-           "denoise_steps": denoise_steps, "agent": {}, "baselines": {}}
+           "denoise_steps": denoise_steps, "frame_steps": model.frame_steps, "agent": {}, "baselines": {}}
     per_colour, not_nearest = defaultdict(list), []
     for r in sorted(rollouts, reverse=True):
         n = episodes if r == top else small
@@ -166,7 +167,7 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
         out["baselines"].update(evaluate_baselines(env, game, episodes, seed, False)["baselines"])
         if bar is not None:
             bar.update(2 * episodes)
-        untrained = BundledWorldModel.untrained(name, seed=seed, denoise_steps=denoise_steps)
+        untrained = BundledWorldModel.untrained(name, seed=seed, denoise_steps=denoise_steps, frame_steps=frame_steps)
         succ, steps, lat = [], [], []
         for s in seeds[:small]:
             ok, k, l, _, _ = play_agent(env, untrained, layout, s, top, denoise_seed=s)
@@ -232,7 +233,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "baselines; half as many for the others (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="offset into the held-out seeds (default: %(default)s)")
     p.add_argument("--rollouts", default="1,8", help="comma-separated rollout counts (default: %(default)s)")
-    p.add_argument("--denoise-steps", type=int, default=3, help="Euler steps per predicted frame (default: %(default)s)")
+    p.add_argument("--denoise-steps", type=int, default=3, help="Euler steps of the overlay strip, where the action is read (default: %(default)s)")
+    p.add_argument("--frame-steps", type=int, default=1, help="Euler steps of the imagined game area (the overlay "
+                   "takes --denoise-steps; default: %(default)s)")
     p.add_argument("--model", default="bundled", help="bundled (the shipped checkpoint for each game) or a checkpoint folder")
     p.add_argument("--no-baselines", action="store_true", help="skip demonstrator, random and untrained")
     p.add_argument("--json", default=None, help="write the results here")
@@ -249,7 +252,8 @@ def run(a: argparse.Namespace) -> int:
     if a.episodes < 2 or min(rollouts) < 1:
         raise ValueError("--episodes must be at least 2 and every rollout count at least 1")
     result = evaluate((a.game,) if a.game else EVAL_GAMES, model_spec=a.model, episodes=a.episodes,
-                      rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines)
+                      rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
+                      frame_steps=a.frame_steps)
     text = json.dumps(result, indent=1)
     if a.json:
         from pathlib import Path

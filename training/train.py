@@ -65,6 +65,8 @@ class TrainConfig:
         block_out_channels: the UNet's widths.
         keypoints: spatial-softmax keypoints of the current and goal frames (see ``FramepilotUNet``).
         strip_head: the MLP denoiser of the overlay strip (see ``FramepilotUNet``).
+        game_weights: relative sampling weight per game name (games not named: 1; None: every game
+            equally often), e.g. ``{"coins": 3}`` to spend more of each batch on a harder game.
         strip_batch: extra samples per step for the strip denoiser alone (cheap: no UNet pass), with
             noise levels drawn from ``strip_p_mean``/``strip_p_std``, higher than the frame's: at
             high noise the next frame's overlay must be predicted from the game, which is what the
@@ -92,7 +94,8 @@ class TrainConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     keypoints: int = 32
     strip_head: bool = True
-    strip_batch: int = 256
+    game_weights: dict[str, float] | None = None
+    strip_batch: int = 128
     strip_p_mean: float = 0.6
     strip_p_std: float = 1.4
     device: str = "auto"
@@ -198,9 +201,10 @@ def to_unit(x):
 
 
 class Batcher:
-    """Draws training batches: a game uniformly, then one of its samples uniformly."""
+    """Draws training batches: a game (uniformly, or by ``game_weights``), then one of its samples uniformly."""
 
-    def __init__(self, data: FrameData, context_frames: int, text_dropout: float, device):
+    def __init__(self, data: FrameData, context_frames: int, text_dropout: float, device,
+                 game_weights: dict[str, float] | None = None):
         import torch
         self.torch = torch
         self.data = data
@@ -211,10 +215,19 @@ class Batcher:
         self.goals = torch.from_numpy(data.goals)
         self.texts = torch.from_numpy(data.texts)
         self.by_game = [np.flatnonzero(data.game == g) for g in range(len(data.game_names))]
+        w = np.array([float((game_weights or {}).get(name, 1.0)) for name in data.game_names])
+        unknown = sorted(set(game_weights or {}) - set(data.game_names))
+        if unknown or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"game weights {game_weights} do not fit the corpus's games {data.game_names}; "
+                             "name games it holds, with weights >= 0 and at least one above 0")
+        self.p = None if game_weights is None else w / w.sum()
 
     def __call__(self, batch: int, rng: np.random.Generator):
         torch, d = self.torch, self.data
-        games = rng.integers(len(self.by_game), size=batch)
+        if self.p is None:  # (kept apart so that runs without weights draw the very same batches as before)
+            games = rng.integers(len(self.by_game), size=batch)
+        else:
+            games = rng.choice(len(self.by_game), size=batch, p=self.p)
         idx = np.array([self.by_game[g][rng.integers(len(self.by_game[g]))] for g in games])
         t = d.target[idx]
         ctx = np.maximum(t[:, None] - np.arange(self.k, 0, -1)[None], d.first[idx][:, None])
@@ -231,6 +244,24 @@ class Batcher:
 
 
 # ---- training ----------------------------------------------------------------------------------------
+SIGMA_DATA = 0.5
+
+
+def edm_loss(denoised, x0, sigma, weight=None):
+    """The EDM-weighted denoising loss of a batch, normalised by the mean weight of its noise levels
+    (``weight``: optional per-pixel weights broadcast over (B, C, H, W))."""
+    lam = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
+    err = (denoised - x0) ** 2
+    per = (err if weight is None else err * weight).mean(dim=(1, 2, 3))
+    return (lam * per).mean() / lam.mean()
+
+
+def masked_goal(b: dict):
+    """The batch's goal frames with zeros where an episode has none."""
+    import torch
+    return torch.where(b["has_goal"] > 0, b["goal"], torch.zeros_like(b["goal"]))
+
+
 def strip_rows_for(layout: dict, size: tuple[int, int], source_shape: tuple[int, int] | None) -> int:
     """First row of the overlay strip at ``size``, from the recorded frame shape and the layout."""
     if source_shape is None:
@@ -308,7 +339,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
         if progress:
             print(f"resuming {out} at step {step}", file=sys.stderr)
 
-    batcher = Batcher(data, model.config.context_frames, cfg.text_dropout, device)
+    batcher = Batcher(data, model.config.context_frames, cfg.text_dropout, device, cfg.game_weights)
     weight = torch.ones(1, 1, *cfg.size, device=device)
     weight[..., strip_rows:, :] = cfg.strip_weight
     weight = weight / weight.mean()
@@ -332,7 +363,6 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc="training world model", unit="step")
     log = open(out / "train_log.jsonl", "a")
-    sigma_data = 0.5
     losses = []
     t0 = time.time()
     try:
@@ -341,20 +371,15 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
             x0 = b["target"]
             sigma = torch.exp(cfg.p_mean + cfg.p_std * torch.randn(x0.shape[0], device=device))
             noisy = x0 + sigma.view(-1, 1, 1, 1) * torch.randn_like(x0)
-            goal = torch.where(b["has_goal"] > 0, b["goal"], torch.zeros_like(b["goal"]))
-            denoised = model(noisy, sigma, b["context"], b["text"], goal, has_goal=b["has_goal"])
-            lam = (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
-            per = ((denoised - x0) ** 2 * weight).mean(dim=(1, 2, 3))
-            loss = (lam * per).mean() / lam.mean()
+            denoised = model(noisy, sigma, b["context"], b["text"], masked_goal(b), has_goal=b["has_goal"])
+            loss = edm_loss(denoised, x0, sigma, weight)
             if model.config.strip_head and cfg.strip_batch:
                 sb = batcher(cfg.strip_batch, rng)
                 s0 = sb["target"][..., strip_rows:, :]
                 ssig = torch.exp(cfg.strip_p_mean + cfg.strip_p_std * torch.randn(s0.shape[0], device=device))
-                sgoal = torch.where(sb["has_goal"] > 0, sb["goal"], torch.zeros_like(sb["goal"]))
-                cond = model.conditions(sb["context"], sb["text"], sgoal, sb["has_goal"], sb["target"])
+                cond = model.conditions(sb["context"], sb["text"], masked_goal(sb), sb["has_goal"], sb["target"])
                 sden = model.denoise_strip(s0 + ssig.view(-1, 1, 1, 1) * torch.randn_like(s0), ssig, cond)
-                slam = (ssig ** 2 + sigma_data ** 2) / (ssig * sigma_data) ** 2
-                loss = loss + (slam * ((sden - s0) ** 2).mean(dim=(1, 2, 3))).mean() / slam.mean()
+                loss = loss + edm_loss(sden, s0, ssig)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             opt.zero_grad(set_to_none=True)
@@ -406,6 +431,14 @@ def _parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must be H,W in pixels (e.g. 40,32), got {text!r}") from None
 
 
+def _parse_weights(text: str) -> dict[str, float]:
+    try:
+        return {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"game weights must be GAME=WEIGHT pairs separated by commas "
+                                         f"(e.g. coins=3,reach=1), got {text!r}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("--corpus", default=d.corpus, help="folder of recorded episodes (default: %(default)s)")
@@ -420,6 +453,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strip-weight", type=float, default=d.strip_weight, help="loss weight of the overlay strip (default: %(default)s)")
     p.add_argument("--strip-batch", type=int, default=d.strip_batch, help="extra samples per step for the overlay "
                    "strip's denoiser (default: %(default)s)")
+    p.add_argument("--game-weights", type=_parse_weights, default=None, help="relative sampling weights of games, "
+                   "e.g. coins=3 (games not named: 1; default: every game equally often)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads, 0 for torch's default (default: %(default)s)")
     p.add_argument("--init-from", default=None, help="fine-tune from a checkpoint folder or bundled:arrows / bundled:mouse")
@@ -432,7 +467,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
                        steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
                        threads=a.threads, init_from=a.init_from, device=a.device, cache=a.cache,
-                       strip_batch=a.strip_batch)
+                       strip_batch=a.strip_batch, game_weights=a.game_weights)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,15 +35,31 @@ def bundled_path(name: str) -> Path:
     return path
 
 
+#: the settings a training command is written with (the others are left at their defaults)
+COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "steps", "batch", "strip_batch", "game_weights", "lr",
+                  "seed", "size", "threads")
+
+
+def _flag_value(v) -> str:
+    if isinstance(v, dict):
+        return ",".join(f"{k}={w:g}" for k, w in v.items())
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def training_command(config: dict) -> str:
+    """The ``python -m training.train`` command line that reproduces a run of ``config``."""
+    return "python -m training.train " + " ".join(f"--{k.replace('_', '-')} {_flag_value(config[k])}"
+                                                  for k in COMMAND_FIELDS if config.get(k) is not None)
+
+
 def write_metadata(folder: str | Path, *, layout: dict, fps: float, size: tuple[int, int], source_shape, games,
                    steps: int, config: dict) -> None:
     meta = {"format": "framepilot-worldmodel", "layout": layout, "overlay_version": OVERLAY_VERSION, "fps": fps,
             "size": list(size), "source_shape": list(source_shape) if source_shape else None, "games": list(games),
             "steps": steps, "training": config,
-            "training_command": "python -m training.train " + " ".join(
-                f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
-                for k, v in config.items() if k in ("corpus", "games", "cache", "out", "steps", "batch", "strip_batch", "seed",
-                                                 "size", "threads", "init_from") and v is not None)}
+            "training_command": training_command(config)}
     tmp = Path(folder) / (METADATA_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(Path(folder) / METADATA_FILE)

@@ -191,21 +191,47 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def sample(self, context: torch.Tensor, text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
                steps: int = 3, generator: torch.Generator | None = None,
-               scheduler: EDMEulerScheduler | None = None) -> torch.Tensor:
-        """Sample the next frame: (B, K, 3, H, W) context -> (B, 3, H, W) in [-1, 1]."""
+               scheduler: EDMEulerScheduler | None = None, frame_steps: int | None = None) -> torch.Tensor:
+        """Sample the next frame: (B, K, 3, H, W) context -> (B, 3, H, W) in [-1, 1].
+
+        ``steps`` Euler steps for the frame; with ``strip_head``, ``frame_steps`` (when given and
+        different) sets the game area's steps apart from the overlay strip's ``steps``. The strip's
+        denoiser never sees the noisy game area, so the strip (where the agent reads its action) is
+        exactly what it would be at any ``frame_steps`` for the same noise; only the imagined game
+        area changes (one step gives the model's mean estimate of it, a third of the time).
+        """
         scheduler = scheduler or make_scheduler()
-        scheduler.set_timesteps(steps, device=context.device)
-        # the EDM input scaling (c_in) happens inside ``forward``, so the scheduler's own
-        # ``scale_model_input`` is not called; tell it so instead of letting it warn every step.
-        scheduler.is_scale_input_called = True
         b, _, c, h, w = context.shape
         x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
-        x = x * scheduler.sigmas[0].to(x.dtype)
+        if not self.config.strip_head or frame_steps is None or frame_steps == steps:
+            cond = self.conditions(context, text, goal, None, x)
+            return self._euler(lambda xt, sig: self(xt, sig, context, text, goal, cond=cond), x, steps, scheduler)
+        rows = self.config.strip_rows
         cond = self.conditions(context, text, goal, None, x)
+        strip = self._euler(lambda xt, sig: self.denoise_strip(xt, sig, cond), x[..., rows:, :], steps, scheduler)
+
+        def game_area(xt, sig):
+            c_skip, c_out, c_in, c_noise = self._precondition(sig)
+            inp = torch.cat([c_in * xt, cond["ctx"], cond["goal"], self.coords.expand(b, -1, -1, -1).to(xt.dtype)], 1)
+            return c_skip * xt + c_out * self.unet(inp, c_noise * 250.0, class_labels=cond["cond"]).sample
+
+        game = self._euler(game_area, x, frame_steps, scheduler)[..., :rows, :]
+        return torch.cat([game, strip], -2)
+
+    @staticmethod
+    def _euler(denoise, x: torch.Tensor, steps: int, scheduler: EDMEulerScheduler) -> torch.Tensor:
+        """EDM Euler from unit noise ``x`` (scaled here to the first sigma) in ``steps`` steps of
+        ``denoise(x, sigma) -> D(x; sigma)``; clamped to [-1, 1]."""
+        scheduler.set_timesteps(steps, device=x.device)
+        # the EDM input scaling (c_in) happens inside ``denoise``, so the scheduler's own
+        # ``scale_model_input`` is not called; tell it so instead of letting it warn every step.
+        scheduler.is_scale_input_called = True
+        x = x * scheduler.sigmas[0].to(x.dtype)
+        b = x.shape[0]
         for t in scheduler.timesteps:
             sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else 0]
-            denoised = self(x, sigma.expand(b).to(x.dtype), context, text, goal, cond=cond)
+            denoised = denoise(x, sigma.expand(b).to(x.dtype))
             # EDMEulerScheduler.step takes the raw network output; we pass the denoised estimate
-            # through ``pred_original_sample`` so the preconditioning lives in one place (forward).
+            # through ``pred_original_sample`` so the preconditioning lives in one place.
             x = scheduler.step(denoised, t, x, pred_original_sample=denoised).prev_sample
         return x.clamp(-1, 1)

@@ -43,7 +43,7 @@ def model_family(spec: str) -> str:
 
 
 def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int | None = None,
-                     device: str | None = None):
+                     device: str | None = None, frame_steps: int | None = None):
     """The ``WorldModel`` for a ``--model`` value.
 
     Args:
@@ -54,6 +54,9 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
         layout_name: the overlay layout in use (picks the shipped checkpoint).
         denoise_steps: denoising steps per decision (None: the backend's default).
         device: torch device (None: CUDA when available for diffusers models, CPU for the bundled one).
+        frame_steps: the bundled model's Euler steps for the imagined game area (None: its default, 1;
+            the overlay strip takes ``denoise_steps``); ignored by diffusers models, which denoise
+            the whole video together.
     Raises:
         worldmodel.checkpoints.MissingModel, planner.backends.loading.ModelNotFound: one sentence.
     """
@@ -70,6 +73,8 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
                                    f"{', '.join(BUNDLED_FOR_LAYOUT)}); train one with framepilot train or pass --model")
             spec = BUNDLED_FOR_LAYOUT[layout_name]
         kw = {} if denoise_steps is None else {"denoise_steps": denoise_steps}
+        if frame_steps is not None:
+            kw["frame_steps"] = frame_steps
         if untrained:
             return BundledWorldModel.untrained(spec, seed=0, device=device or "cpu", **kw)
         return BundledWorldModel(spec, device=device or "cpu", **kw)
