@@ -136,6 +136,28 @@ def test_training_never_reads_the_recorded_actions(tiny_corpus, tmp_path):
     assert summary["step"] == 1
 
 
+def test_game_weights_steer_the_batches(tiny_corpus):
+    from training.train import Batcher, _parse_weights, build_data, main
+    data = build_data(str(tiny_corpus), (40, 32), None, progress=False)
+
+    def coin_share(weights, seed=0):
+        b = Batcher(data, 1, 0.0, "cpu", weights)
+        rng = np.random.default_rng(seed)
+        prompts = np.concatenate([b(64, rng)["text"].abs().sum(1).numpy() for _ in range(4)])
+        return float((prompts > 0).mean())  # only coins episodes have a prompt here
+
+    assert coin_share({"coins": 0.0}) == 0.0
+    assert coin_share({"coins": 1e6}) == 1.0
+    assert 0.15 < coin_share(None) < 0.55  # uniform over the three games
+    assert _parse_weights("coins=3,reach=0.5") == {"coins": 3.0, "reach": 0.5}
+    with pytest.raises(ValueError, match="do not fit the corpus's games"):
+        Batcher(data, 1, 0.0, "cpu", {"pong": 1.0})
+    with pytest.raises(ValueError, match="do not fit"):
+        Batcher(data, 1, 0.0, "cpu", {"coins": -1.0})
+    with pytest.raises(SystemExit):
+        main(["--game-weights", "coins:3"])
+
+
 def test_fine_tuning_refuses_another_layout(tiny_checkpoint, tmp_path):
     from training.corpus import record_scripted
     from training.train import TrainConfig, train
