@@ -198,3 +198,29 @@ def test_the_shipped_checkpoints_load_and_are_small():
     size = sum(f.stat().st_size for f in path.iterdir() if f.name in ("diffusion_pytorch_model.safetensors",))
     assert size < 30e6
     assert str(path).startswith(str(BUNDLED_DIR))
+
+
+def test_text_keypoints_follow_the_prompt_and_grow_from_zero():
+    """Prompt-conditioned keypoints move with the prompt; a checkpoint grown to have them predicts
+    exactly what it did before (their weights in the strip denoiser start at zero)."""
+    from training.train import grown
+    torch.manual_seed(0)
+    base = FramepilotUNet(sample_size=(40, 32), strip_rows=32, context_frames=1, block_out_channels=(16, 32, 32),
+                          keypoints=8, strip_head=True).eval()
+    net = grown(base, text_keypoints=2).eval()
+    frame = torch.rand(2, 3, 40, 32) * 2 - 1
+    text = torch.randn(2, 384)
+    xy, txy = net.frame_keypoints(frame, text)
+    assert xy.shape == (2, 16) and txy.shape == (2, 4)
+    assert torch.equal(xy, base.frame_keypoints(frame))
+    _, other = net.frame_keypoints(frame, -text)
+    assert not torch.allclose(txy, other)
+    ctx = frame[:, None]
+    a = base.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1))
+    b = net.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    with torch.no_grad():
+        net.strip_in.weight[:, -4:] = 1.0  # once they carry weight, they matter
+    assert not torch.equal(a, net.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="text_keypoints needs strip_head"):
+        FramepilotUNet(sample_size=(40, 32), strip_rows=32, keypoints=8, strip_head=False, text_keypoints=2)

@@ -7,6 +7,13 @@ the overlay of each: the share of readings that are one of the demonstrator's sh
 (``good``), that hold no key (``blank``), and the vote's pick being good (``vote_good``).
 
     python -m training.probe --model worldmodel/checkpoints/arrows --game reach --states 60
+
+``--keypoints``: which objects of the scene the model's keypoints track. Over held-out first frames,
+the best correlation (the smaller of the x and y ones) of any keypoint with each object's position
+(marker, target, each coin colour; pointer, each button). An object without a keypoint near 1 is
+one the strip denoiser cannot locate, so cannot steer by.
+
+    python -m training.probe --model worldmodel/checkpoints/arrows --game coins --keypoints
 """
 
 from __future__ import annotations
@@ -72,6 +79,57 @@ def probe(model_path: str, game: str, states: int = 60, n: int = 8, denoise_step
             "vote_good": round(vote_good / decisions, 3)}
 
 
+def object_positions(env) -> dict[str, tuple[float, float]]:
+    """Positions of the objects a policy must locate in the current state of ``env`` (game cells or pixels)."""
+    st = env.unwrapped
+    if st.game == "buttons":
+        out = {"pointer": st.pointer}
+        out.update({f"button {lab}": st.button_centre(lab) for lab in st.buttons})
+        return out
+    out = {"marker": st.marker}
+    if st.game == "coins":
+        out.update({f"coin {c}": cell for c, cell in st.coins.items()})
+    elif st.game == "reach":
+        out["target"] = st.target
+    return out
+
+
+def keypoint_report(model_path: str, game: str, frames: int = 400) -> dict:
+    """Best keypoint-position correlation per object over ``frames`` held-out first frames."""
+    import torch
+
+    import games
+    from games.heldout import EVAL_SEEDS
+    from overlays import NOOP, Layout, render_overlay
+    from training.corpus import resize_frames
+    from worldmodel.checkpoints import load
+    from planner.backends.bundled import resolve_checkpoint
+
+    net, meta = load(resolve_checkpoint(model_path))
+    env = games.make(game)
+    layout = Layout.preset(env.layout_name)
+    shots, where = [], []
+    for i in range(frames):
+        obs, _ = env.reset(seed=EVAL_SEEDS[i % len(EVAL_SEEDS)])
+        shots.append(resize_frames(render_overlay(obs, NOOP, layout)[None], tuple(meta["size"]))[0])
+        where.append(object_positions(env))
+    x = torch.from_numpy(np.stack(shots)).movedim(-1, 1).float() / 127.5 - 1
+    with torch.no_grad():
+        kp = net.frame_keypoints(net.mask_overlay(x)).view(len(shots), -1, 2).numpy()
+    report = {}
+    for name in sorted({k for w in where for k in w}):
+        rows = [i for i, w in enumerate(where) if name in w]
+        p = np.array([where[i][name] for i in rows], float)
+        best = 0.0
+        for k in range(kp.shape[1]):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = min(np.corrcoef(kp[rows, k, 0], p[:, 0])[0, 1], np.corrcoef(kp[rows, k, 1], p[:, 1])[0, 1])
+            if np.isfinite(r):
+                best = max(best, float(r))
+        report[name] = round(best, 2)
+    return {"game": game, "frames": frames, "best_keypoint_correlation": report}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,8 +138,12 @@ def main(argv=None) -> int:
     p.add_argument("--states", type=int, default=60)
     p.add_argument("--rollouts", type=int, default=8)
     p.add_argument("--denoise-steps", type=int, default=3)
+    p.add_argument("--keypoints", action="store_true", help="report which objects the keypoints track instead")
     a = p.parse_args(argv)
     for g in a.game.split(","):
+        if a.keypoints:
+            print(json.dumps(keypoint_report(a.model, g)))
+            continue
         print(json.dumps(probe(a.model, g, a.states, a.rollouts, a.denoise_steps)))
     return 0
 

@@ -65,6 +65,10 @@ class TrainConfig:
         block_out_channels: the UNet's widths.
         keypoints: spatial-softmax keypoints of the current and goal frames (see ``FramepilotUNet``).
         strip_head: the MLP denoiser of the overlay strip (see ``FramepilotUNet``).
+        text_keypoints: prompt-conditioned keypoints of the strip denoiser (see ``FramepilotUNet``);
+            None: 4 for a new model, the checkpoint's own when fine-tuning. Fine-tuning a checkpoint
+            with more of them adds them with zero weight into the strip denoiser, so training starts
+            from exactly the checkpoint's predictions.
         game_weights: relative sampling weight per game name (games not named: 1; None: every game
             equally often), e.g. ``{"coins": 3}`` to spend more of each batch on a harder game.
         strip_batch: extra samples per step for the strip denoiser alone (cheap: no UNet pass), with
@@ -94,6 +98,7 @@ class TrainConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     keypoints: int = 32
     strip_head: bool = True
+    text_keypoints: int | None = None
     game_weights: dict[str, float] | None = None
     strip_batch: int = 128
     strip_p_mean: float = 0.6
@@ -282,6 +287,32 @@ def _resolve_init(init_from: str) -> Path:
     return p
 
 
+def grown(model, **changes):
+    """A copy of ``model`` with config ``changes`` (e.g. more ``text_keypoints``): every weight of the
+    same shape is copied; a weight that only grew (a layer with more inputs) keeps the old values in
+    its leading slice and zeros in the new part, so the copy computes exactly what ``model`` did."""
+    import torch
+    from worldmodel.model import FramepilotUNet
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    config.update(changes)
+    new = FramepilotUNet(**config)
+    old_state = model.state_dict()
+    state = new.state_dict()
+    with torch.no_grad():
+        for k, v in state.items():
+            o = old_state.get(k)
+            if o is None:
+                continue
+            if o.shape == v.shape:
+                v.copy_(o)
+            elif o.dim() == v.dim() and all(a <= b for a, b in zip(o.shape, v.shape)):
+                v.zero_()
+                v[tuple(slice(0, n) for n in o.shape)] = o
+            else:
+                raise ValueError(f"cannot grow {k} from {tuple(o.shape)} to {tuple(v.shape)}")
+    return new
+
+
 def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None) -> dict:
     """Run (or resume) training; returns a summary with the final losses."""
     import torch
@@ -303,6 +334,8 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     torch.manual_seed(cfg.seed)
     if cfg.init_from:
         model = FramepilotUNet.from_pretrained(str(_resolve_init(cfg.init_from)))
+        if cfg.text_keypoints is not None and cfg.text_keypoints != model.config.text_keypoints:
+            model = grown(model, text_keypoints=cfg.text_keypoints)
         if list(model.config.sample_size) != list(cfg.size) or model.config.strip_rows != strip_rows:
             raise ValueError(f"--init-from {cfg.init_from} works at {tuple(model.config.sample_size)} with its strip at "
                              f"row {model.config.strip_rows}, but this corpus gives {tuple(cfg.size)} and row "
@@ -315,7 +348,9 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     else:
         model = FramepilotUNet(sample_size=tuple(cfg.size), strip_rows=strip_rows, context_frames=cfg.context_frames,
                                block_out_channels=tuple(cfg.block_out_channels), keypoints=cfg.keypoints,
-                               strip_head=cfg.strip_head)
+                               strip_head=cfg.strip_head,
+                               text_keypoints=(4 if cfg.strip_head else 0) if cfg.text_keypoints is None
+                               else cfg.text_keypoints)
     model.to(device).train()
     ema = FramepilotUNet.from_config(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
@@ -453,6 +488,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strip-weight", type=float, default=d.strip_weight, help="loss weight of the overlay strip (default: %(default)s)")
     p.add_argument("--strip-batch", type=int, default=d.strip_batch, help="extra samples per step for the overlay "
                    "strip's denoiser (default: %(default)s)")
+    p.add_argument("--text-keypoints", type=int, default=None, help="prompt-conditioned keypoints of the strip "
+                   "denoiser (default: 4 for a new model, the checkpoint's own with --init-from)")
     p.add_argument("--game-weights", type=_parse_weights, default=None, help="relative sampling weights of games, "
                    "e.g. coins=3 (games not named: 1; default: every game equally often)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between checkpoints (default: %(default)s)")
@@ -467,7 +504,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
                        steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
                        threads=a.threads, init_from=a.init_from, device=a.device, cache=a.cache,
-                       strip_batch=a.strip_batch, game_weights=a.game_weights)
+                       strip_batch=a.strip_batch, game_weights=a.game_weights,
+                       text_keypoints=a.text_keypoints)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ def bundled_path(name: str) -> Path:
 
 
 #: the settings a training command is written with (the others are left at their defaults)
-COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "steps", "batch", "strip_batch", "game_weights", "lr",
+COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "steps", "batch", "strip_batch", "text_keypoints", "game_weights", "lr",
                   "seed", "size", "threads")
 
 

@@ -53,13 +53,18 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             noise levels (where the next input must be predicted, not merely cleaned) at little cost.
             The prompt gates the MLP's hidden units (a product, not only a sum), which is how "the red
             coin" picks the red coin's keypoints.
+        text_keypoints: prompt-conditioned keypoints for the strip denoiser (needs ``strip_head``): each
+            is the expected (x, y) of a map made from the keypoint net's last hidden features by a
+            1x1 filter that the prompt embedding chooses (a linear map of it), so "the red coin" or
+            "click Save" can point at the named object directly, whether or not a fixed keypoint
+            happens to track it.
     """
 
     @register_to_config
     def __init__(self, sample_size=(80, 64), strip_rows: int = 64, context_frames: int = 2, text_dim: int = 384,
                  block_out_channels=(32, 64, 128), layers_per_block: int = 1, attention_head_dim: int = 32,
                  norm_num_groups: int = 8, mask_context_overlay: bool = True, keypoints: int = 0,
-                 strip_head: bool = False):
+                 strip_head: bool = False, text_keypoints: int = 0):
         super().__init__()
         in_ch = 3 + 3 * context_frames + 4 + 2  # noisy frame, context, goal + goal flag, coordinates
         n = len(block_out_channels)
@@ -89,10 +94,15 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
                 raise ValueError("strip_head needs keypoints > 0")
             strip_px = 3 * (sample_size[0] - strip_rows) * sample_size[1]
             hidden = 512
-            self.strip_in = nn.Linear(strip_px + 4 * keypoints + 2, hidden)
+            self.strip_in = nn.Linear(strip_px + 4 * keypoints + 2 + 2 * text_keypoints, hidden)
             self.strip_gate = nn.Linear(text_dim, hidden)
             self.strip_mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
                                            nn.SiLU(), nn.Linear(hidden, strip_px))
+        if text_keypoints:
+            if not strip_head:
+                raise ValueError("text_keypoints needs strip_head")
+            self.text_query = nn.Linear(text_dim, text_keypoints * width)
+            self.text_keypoint_temperature = nn.Parameter(torch.full((text_keypoints,), math.log(5.0)))
         h, w = sample_size
         ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(1, 1, h, w)
         xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(1, 1, h, w)
@@ -106,15 +116,26 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         frames[..., self.config.strip_rows:, :] = 0.0
         return frames
 
-    def frame_keypoints(self, frame: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) frame in [-1, 1] (overlay already blanked) -> (B, 2 * keypoints) expected x, y."""
+    def frame_keypoints(self, frame: torch.Tensor, text: torch.Tensor | None = None):
+        """(B, 3, H, W) frame in [-1, 1] (overlay already blanked) -> (B, 2 * keypoints) expected x, y;
+        with ``text`` (B, text_dim) also the (B, 2 * text_keypoints) prompt-conditioned ones."""
         b = frame.shape[0]
         rows = self.config.strip_rows  # the game area only: the (blanked) strip holds no state
         coords = self.coords[..., :rows, :].expand(b, -1, -1, -1).to(frame.dtype)
-        maps = self.keypoint_net(torch.cat([frame[..., :rows, :], coords], 1)).flatten(2)
+        feats = self.keypoint_net[:-1](torch.cat([frame[..., :rows, :], coords], 1))
+        xy = self._soft_argmax(self.keypoint_net[-1](feats), self.keypoint_temperature)
+        if text is None:
+            return xy
+        query = self.text_query(text).view(b, self.config.text_keypoints, -1)
+        return xy, self._soft_argmax(torch.einsum("bchw,bqc->bqhw", feats, query), self.text_keypoint_temperature)
+
+    def _soft_argmax(self, maps: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
+        """(B, K, rows, W) maps -> (B, 2K) expected x, y of their spatial softmax."""
+        rows = maps.shape[-2]
+        maps = maps.flatten(2)
         maps = (maps - maps.mean(-1, keepdim=True)) / (maps.std(-1, keepdim=True) + 1e-4)
-        attn = (maps * self.keypoint_temperature.exp().view(1, -1, 1)).softmax(-1)  # (B, K, rows*W)
-        xy = self.coords[..., :rows, :].flatten(2).to(frame.dtype)  # (1, 2, rows*W)
+        attn = (maps * log_temperature.exp().view(1, -1, 1)).softmax(-1)  # (B, K, rows*W)
+        xy = self.coords[..., :rows, :].flatten(2).to(maps.dtype)  # (1, 2, rows*W)
         return torch.einsum("bkn,cn->bkc", attn, xy[0]).flatten(1)
 
     def conditions(self, context: torch.Tensor, text: torch.Tensor | None, goal: torch.Tensor | None,
@@ -132,7 +153,10 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         out = {"ctx": ctx, "goal": g, "text": text}
         if self.config.keypoints:
             flag = g[:, 3:4, 0, 0]  # (B, 1): 1 where a goal is given
-            kp_now = self.frame_keypoints(ctx[:, -3:])
+            if self.config.text_keypoints:
+                kp_now, out["text_keypoints"] = self.frame_keypoints(ctx[:, -3:], text)
+            else:
+                kp_now = self.frame_keypoints(ctx[:, -3:])
             kp_goal = torch.zeros_like(kp_now)
             with_goal = flag[:, 0] > 0
             if with_goal.any():  # only frames that have a goal (most batches of mixed games have few)
@@ -155,7 +179,10 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         """D(x; sigma) of the overlay strip alone: (B, 3, H - strip_rows, W) -> same (needs ``strip_head``)."""
         c_skip, c_out, c_in, c_noise = self._precondition(sigma)
         b = noisy_strip.shape[0]
-        x = torch.cat([(c_in * noisy_strip).flatten(1), cond["keypoints"], c_noise.view(b, 1)], 1)
+        parts = [(c_in * noisy_strip).flatten(1), cond["keypoints"], c_noise.view(b, 1)]
+        if self.config.text_keypoints:
+            parts.append(cond["text_keypoints"])
+        x = torch.cat(parts, 1)
         h = self.strip_in(x) * (1 + self.strip_gate(cond["text"]))
         f = self.strip_mlp(h).view_as(noisy_strip)
         return c_skip * noisy_strip + c_out * f
