@@ -200,6 +200,14 @@ def test_the_shipped_checkpoints_load_and_are_small():
     assert str(path).startswith(str(BUNDLED_DIR))
 
 
+def test_the_shipped_keypoints_track_the_objects_it_steers_by():
+    """``probe --keypoints`` on the shipped model: some keypoint follows the marker and the target
+    (correlation with their positions over held-out frames), which is what reach is played by."""
+    from training.probe import keypoint_report
+    r = keypoint_report("arrows", "reach", frames=60)["best_keypoint_correlation"]
+    assert r["marker"] > 0.9 and r["target"] > 0.9, r
+
+
 def test_text_keypoints_follow_the_prompt_and_grow_from_zero():
     """Prompt-conditioned keypoints move with the prompt; a checkpoint grown to have them predicts
     exactly what it did before (their weights in the strip denoiser start at zero)."""

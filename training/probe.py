@@ -94,8 +94,30 @@ def object_positions(env) -> dict[str, tuple[float, float]]:
     return out
 
 
-def keypoint_report(model_path: str, game: str, frames: int = 400) -> dict:
-    """Best keypoint-position correlation per object over ``frames`` held-out first frames."""
+def named_position(env):
+    """Where the object the prompt names is (coins: the named coin; buttons: the named button), or None."""
+    st = env.unwrapped
+    if st.game == "coins":
+        return st.target
+    if st.game == "buttons":
+        return st.button_centre(st.target_label)
+    return None
+
+
+def _best_correlation(kp: np.ndarray, p: np.ndarray) -> float:
+    """max over keypoints of min(corr(x), corr(y)) between (N, K, 2) keypoints and (N, 2) positions."""
+    best = 0.0
+    for k in range(kp.shape[1]):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = min(np.corrcoef(kp[:, k, 0], p[:, 0])[0, 1], np.corrcoef(kp[:, k, 1], p[:, 1])[0, 1])
+        if np.isfinite(r):
+            best = max(best, float(r))
+    return round(best, 2)
+
+
+def keypoint_report(model_path: str, game: str, frames: int = 200) -> dict:
+    """Best keypoint-position correlation per object over ``frames`` held-out first frames (and, for a
+    model with prompt-conditioned keypoints on a prompted game, theirs with the named object)."""
     import torch
 
     import games
@@ -108,26 +130,30 @@ def keypoint_report(model_path: str, game: str, frames: int = 400) -> dict:
     net, meta = load(resolve_checkpoint(model_path))
     env = games.make(game)
     layout = Layout.preset(env.layout_name)
-    shots, where = [], []
-    for i in range(frames):
-        obs, _ = env.reset(seed=EVAL_SEEDS[i % len(EVAL_SEEDS)])
+    shots, where, prompts, named = [], [], [], []
+    for i in range(min(frames, len(EVAL_SEEDS))):
+        obs, info = env.reset(seed=EVAL_SEEDS[i])
         shots.append(resize_frames(render_overlay(obs, NOOP, layout)[None], tuple(meta["size"]))[0])
         where.append(object_positions(env))
-    x = torch.from_numpy(np.stack(shots)).movedim(-1, 1).float() / 127.5 - 1
+        prompts.append(info.get("prompt") or "")
+        named.append(named_position(env))
+    x = net.mask_overlay(torch.from_numpy(np.stack(shots)).movedim(-1, 1).float() / 127.5 - 1)
     with torch.no_grad():
-        kp = net.frame_keypoints(net.mask_overlay(x)).view(len(shots), -1, 2).numpy()
+        kp = net.frame_keypoints(x).view(len(shots), -1, 2).numpy()
     report = {}
     for name in sorted({k for w in where for k in w}):
         rows = [i for i, w in enumerate(where) if name in w]
-        p = np.array([where[i][name] for i in rows], float)
-        best = 0.0
-        for k in range(kp.shape[1]):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = min(np.corrcoef(kp[rows, k, 0], p[:, 0])[0, 1], np.corrcoef(kp[rows, k, 1], p[:, 1])[0, 1])
-            if np.isfinite(r):
-                best = max(best, float(r))
-        report[name] = round(best, 2)
-    return {"game": game, "frames": frames, "best_keypoint_correlation": report}
+        report[name] = _best_correlation(kp[rows], np.array([where[i][name] for i in rows], float))
+    out = {"game": game, "frames": len(shots), "best_keypoint_correlation": report}
+    if net.config.text_keypoints and named[0] is not None:
+        from worldmodel.text import shared_text_encoder
+        enc = shared_text_encoder()
+        text = torch.from_numpy(np.stack([enc(p) for p in prompts]))
+        with torch.no_grad():
+            _, tk = net.frame_keypoints(x, text)
+        out["text_keypoints_on_named_object"] = _best_correlation(tk.view(len(shots), -1, 2).numpy(),
+                                                                  np.array(named, float))
+    return out
 
 
 def main(argv=None) -> int:
