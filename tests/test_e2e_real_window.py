@@ -26,22 +26,23 @@ def play_real_window(game: str, model: str) -> list[bool]:
     return results
 
 
-# Measured on 2026-12-01 with the shipped checkpoint (6000 steps): reach and reach-goal pass; coins
-# succeeded on 4 of 10. The target stands; this mark records that the shipped model misses it on coins
-# (the embedded-default issue stays open). strict: the test fails once coins reaches the target, so
-# the mark must then be removed.
-COINS_BELOW_TARGET = pytest.mark.xfail(strict=True, reason="the shipped model succeeds on 4 of 10 coins episodes, "
-                                       "below the 8 of 10 target; it needs more training on coins")
+# Measured on 2026-12-01 with the untrained control (seed 0 weights of the shipped architecture): on
+# these 10 seeds it collected the named coin first 3 times, one over the bar. That is chance: in the
+# simulated evaluation the same control succeeds on 16% [8, 29] of 50 coins episodes and a random
+# agent on 11% [6, 19] of 100. The bar stands; strict: once the control is at or below it, the mark
+# must go.
+CONTROL_ABOVE_BAR = pytest.mark.xfail(strict=True, reason="the untrained control collects the named coin on 3 of "
+                                      "these 10 seeds (chance: 16% in simulation), one over the bar of 2")
 
 
-@pytest.mark.parametrize("game", [g if g != "coins" else pytest.param(g, marks=COINS_BELOW_TARGET) for g in GAMES])
+@pytest.mark.parametrize("game", GAMES)
 def test_shipped_model_plays_real_windows(xvfb_display, human, game):
     wins = play_real_window(game, "bundled")
     assert sum(wins) >= 8, f"{game}: the shipped model succeeded on {sum(wins)} of 10 real-window episodes {wins}"
     assert not human.keys_down(), "keys were left held"
 
 
-@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize("game", [g if g != "coins" else pytest.param(g, marks=CONTROL_ABOVE_BAR) for g in GAMES])
 def test_untrained_control_fails_in_real_windows(xvfb_display, human, game):
     wins = play_real_window(game, "untrained")
     assert sum(wins) <= 2, f"{game}: untrained weights succeeded on {sum(wins)} of 10 episodes {wins}"
