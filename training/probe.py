@@ -138,19 +138,22 @@ def keypoint_report(model_path: str, game: str, frames: int = 200) -> dict:
         prompts.append(info.get("prompt") or "")
         named.append(named_position(env))
     x = net.mask_overlay(torch.from_numpy(np.stack(shots)).movedim(-1, 1).float() / 127.5 - 1)
+    text = None
+    if net.config.text_keypoints and named[0] is not None:
+        from worldmodel.text import shared_text_encoder
+        enc = shared_text_encoder()
+        text = torch.from_numpy(np.stack([enc(p) for p in prompts]))
     with torch.no_grad():
-        kp = net.frame_keypoints(x).view(len(shots), -1, 2).numpy()
+        kp = net.frame_keypoints(x, text)
+    if text is not None:
+        kp, tk = kp
+    kp = kp.view(len(shots), -1, 2).numpy()
     report = {}
     for name in sorted({k for w in where for k in w}):
         rows = [i for i, w in enumerate(where) if name in w]
         report[name] = _best_correlation(kp[rows], np.array([where[i][name] for i in rows], float))
     out = {"game": game, "frames": len(shots), "best_keypoint_correlation": report}
-    if net.config.text_keypoints and named[0] is not None:
-        from worldmodel.text import shared_text_encoder
-        enc = shared_text_encoder()
-        text = torch.from_numpy(np.stack([enc(p) for p in prompts]))
-        with torch.no_grad():
-            _, tk = net.frame_keypoints(x, text)
+    if text is not None:
         out["text_keypoints_on_named_object"] = _best_correlation(tk.view(len(shots), -1, 2).numpy(),
                                                                   np.array(named, float))
     return out

@@ -249,12 +249,10 @@ class Batcher:
 
 
 # ---- training ----------------------------------------------------------------------------------------
-SIGMA_DATA = 0.5
-
-
 def edm_loss(denoised, x0, sigma, weight=None):
     """The EDM-weighted denoising loss of a batch, normalised by the mean weight of its noise levels
     (``weight``: optional per-pixel weights broadcast over (B, C, H, W))."""
+    from worldmodel.model import SIGMA_DATA
     lam = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
     err = (denoised - x0) ** 2
     per = (err if weight is None else err * weight).mean(dim=(1, 2, 3))

@@ -187,6 +187,13 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         f = self.strip_mlp(h).view_as(noisy_strip)
         return c_skip * noisy_strip + c_out * f
 
+    def denoise_unet(self, noisy: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
+        """D(x; sigma) of the whole frame by the UNet (with ``strip_head`` its strip rows are replaced)."""
+        c_skip, c_out, c_in, c_noise = self._precondition(sigma)
+        b = noisy.shape[0]
+        x = torch.cat([c_in * noisy, cond["ctx"], cond["goal"], self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
+        return c_skip * noisy + c_out * self.unet(x, c_noise * 250.0, class_labels=cond["cond"]).sample
+
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
                 text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
                 has_goal: torch.Tensor | None = None, cond: dict | None = None) -> torch.Tensor:
@@ -203,13 +210,9 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         Returns:
             (B, 3, H, W) estimate of the clean next frame.
         """
-        b = noisy.shape[0]
         if cond is None:
             cond = self.conditions(context, text, goal, has_goal, noisy)
-        c_skip, c_out, c_in, c_noise = self._precondition(sigma)
-        x = torch.cat([c_in * noisy, cond["ctx"], cond["goal"], self.coords.expand(b, -1, -1, -1).to(noisy.dtype)], 1)
-        f = self.unet(x, c_noise * 250.0, class_labels=cond["cond"]).sample
-        out = c_skip * noisy + c_out * f
+        out = self.denoise_unet(noisy, sigma, cond)
         if self.config.strip_head:
             rows = self.config.strip_rows
             out = torch.cat([out[..., :rows, :], self.denoise_strip(noisy[..., rows:, :], sigma, cond)], -2)
@@ -230,20 +233,13 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         scheduler = scheduler or make_scheduler()
         b, _, c, h, w = context.shape
         x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
+        cond = self.conditions(context, text, goal, None, x)
         if not self.config.strip_head or frame_steps is None or frame_steps == steps:
-            cond = self.conditions(context, text, goal, None, x)
             return self._euler(lambda xt, sig: self(xt, sig, context, text, goal, cond=cond), x, steps, scheduler)
         rows = self.config.strip_rows
-        cond = self.conditions(context, text, goal, None, x)
         strip = self._euler(lambda xt, sig: self.denoise_strip(xt, sig, cond), x[..., rows:, :], steps, scheduler)
-
-        def game_area(xt, sig):
-            c_skip, c_out, c_in, c_noise = self._precondition(sig)
-            inp = torch.cat([c_in * xt, cond["ctx"], cond["goal"], self.coords.expand(b, -1, -1, -1).to(xt.dtype)], 1)
-            return c_skip * xt + c_out * self.unet(inp, c_noise * 250.0, class_labels=cond["cond"]).sample
-
-        game = self._euler(game_area, x, frame_steps, scheduler)[..., :rows, :]
-        return torch.cat([game, strip], -2)
+        game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, cond), x, frame_steps, scheduler)
+        return torch.cat([game[..., :rows, :], strip], -2)
 
     @staticmethod
     def _euler(denoise, x: torch.Tensor, steps: int, scheduler: EDMEulerScheduler) -> torch.Tensor:
