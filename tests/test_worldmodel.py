@@ -232,3 +232,46 @@ def test_text_keypoints_follow_the_prompt_and_grow_from_zero():
     assert not torch.equal(a, net.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1)))
     with pytest.raises(ValueError, match="text_keypoints needs strip_head"):
         FramepilotUNet(sample_size=(40, 32), strip_rows=32, keypoints=8, strip_head=False, text_keypoints=2)
+
+
+def test_transfer_to_another_size_keeps_what_does_not_depend_on_it():
+    """``--transfer-from``: a model of another frame size starts with the old one's keypoint net, UNet
+    and prompt paths (none depends on the frame size); of the strip denoiser
+    only the columns reading keypoints, noise level and text keypoints carry over."""
+    from training.train import transferred
+    torch.manual_seed(0)
+    old = FramepilotUNet(sample_size=(40, 32), strip_rows=32, context_frames=1, block_out_channels=(16, 32, 32),
+                         keypoints=8, strip_head=True, text_keypoints=2).eval()
+    torch.manual_seed(1)
+    fresh = FramepilotUNet(sample_size=(60, 48), strip_rows=48, context_frames=1, block_out_channels=(16, 32, 32),
+                           keypoints=8, strip_head=True, text_keypoints=2).eval()
+    new = transferred(old, FramepilotUNet.from_config(fresh.config)).eval()
+    frame = torch.rand(2, 3, 60, 48) * 2 - 1
+    text = torch.randn(2, 384)
+    for a, b in zip(new.frame_keypoints(frame, text), old.frame_keypoints(frame[..., :32, :32], text)):
+        assert a.shape == b.shape
+    assert all(torch.equal(p, q) for p, q in zip(new.keypoint_net.parameters(), old.keypoint_net.parameters()))
+    assert torch.equal(new.text_query.weight, old.text_query.weight)
+    assert not torch.allclose(fresh.frame_keypoints(frame), new.frame_keypoints(frame))
+    n = 4 * 8 + 2 + 2 * 2
+    assert torch.equal(new.strip_in.weight[:, -n:], old.strip_in.weight[:, -n:])
+    assert torch.equal(new.unet.conv_in.weight, old.unet.conv_in.weight)
+    assert new.strip_in.weight.shape != old.strip_in.weight.shape
+
+
+def test_strip_x0_predicts_the_strip_without_the_skip():
+    """With ``strip_x0`` the strip denoiser's output is the MLP's clean-strip estimate: at a tiny noise
+    level EDM's skip would hand the noisy input straight back, x0-prediction does not."""
+    torch.manual_seed(0)
+    kw = dict(sample_size=(40, 32), strip_rows=32, context_frames=1, block_out_channels=(16, 32, 32),
+              keypoints=8, strip_head=True, text_keypoints=2)
+    edm, x0 = FramepilotUNet(**kw).eval(), FramepilotUNet(**kw, strip_x0=True).eval()
+    x0.load_state_dict(edm.state_dict())
+    ctx = torch.rand(2, 1, 3, 40, 32) * 2 - 1
+    noisy = torch.randn(2, 3, 8, 32)
+    sigma = torch.full((2,), 0.002)
+    with torch.no_grad():
+        cond = edm.conditions(ctx, None, None, None, ctx[:, 0])
+        a, b = edm.denoise_strip(noisy, sigma, cond), x0.denoise_strip(noisy, sigma, cond)
+    assert torch.allclose(a, noisy, atol=0.01)
+    assert not torch.allclose(b, noisy, atol=0.1)

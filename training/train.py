@@ -62,9 +62,11 @@ class TrainConfig:
         save_every: steps between checkpoints.
         threads: torch CPU threads (0: torch's default).
         init_from: start from these weights (a checkpoint folder or ``bundled:NAME``) to fine-tune.
+        transfer_from: start a new model from another checkpoint of any size or layout (``transferred``).
         block_out_channels: the UNet's widths.
         keypoints: spatial-softmax keypoints of the current and goal frames (see ``FramepilotUNet``).
         strip_head: the MLP denoiser of the overlay strip (see ``FramepilotUNet``).
+        strip_x0: a new model's strip denoiser predicts the clean strip (see ``FramepilotUNet``).
         text_keypoints: prompt-conditioned keypoints of the strip denoiser (see ``FramepilotUNet``);
             None: 4 for a new model, the checkpoint's own when fine-tuning. Fine-tuning a checkpoint
             with more of them adds them with zero weight into the strip denoiser, so training starts
@@ -95,10 +97,12 @@ class TrainConfig:
     save_every: int = 500
     threads: int = 0
     init_from: str | None = None
+    transfer_from: str | None = None
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     keypoints: int = 32
     strip_head: bool = True
     text_keypoints: int | None = None
+    strip_x0: bool = False
     game_weights: dict[str, float] | None = None
     strip_batch: int = 128
     strip_p_mean: float = 0.6
@@ -311,6 +315,28 @@ def grown(model, **changes):
     return new
 
 
+def transferred(old, new):
+    """Copy into ``new`` what ``old`` (another frame size or layout) has learnt that does not depend
+    on them: every weight of the same shape (the UNet's convolutions and attention, the keypoint net,
+    the prompt paths); of the strip denoiser's input layer, the columns that read the keypoints, the
+    noise level and the text keypoints (its last ones). The strip's own pixels start fresh."""
+    import torch
+    old_state = old.state_dict()
+    state = new.state_dict()
+    with torch.no_grad():
+        for k, v in state.items():
+            o = old_state.get(k)
+            if o is None:
+                continue
+            if o.shape == v.shape:
+                v.copy_(o)
+            elif k == "strip_in.weight":
+                n = 4 * new.config.keypoints + 2 + 2 * new.config.text_keypoints
+                if o.shape[1] >= n and new.config.keypoints == old.config.keypoints:
+                    v[:, -n:] = o[:, -n:]
+    return new
+
+
 def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None) -> dict:
     """Run (or resume) training; returns a summary with the final losses."""
     import torch
@@ -348,7 +374,9 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                                block_out_channels=tuple(cfg.block_out_channels), keypoints=cfg.keypoints,
                                strip_head=cfg.strip_head,
                                text_keypoints=(4 if cfg.strip_head else 0) if cfg.text_keypoints is None
-                               else cfg.text_keypoints)
+                               else cfg.text_keypoints, strip_x0=cfg.strip_x0)
+        if cfg.transfer_from:
+            model = transferred(FramepilotUNet.from_pretrained(str(_resolve_init(cfg.transfer_from))), model)
     model.to(device).train()
     ema = FramepilotUNet.from_config(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
@@ -412,7 +440,8 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                 ssig = torch.exp(cfg.strip_p_mean + cfg.strip_p_std * torch.randn(s0.shape[0], device=device))
                 cond = model.conditions(sb["context"], sb["text"], masked_goal(sb), sb["has_goal"], sb["target"])
                 sden = model.denoise_strip(s0 + ssig.view(-1, 1, 1, 1) * torch.randn_like(s0), ssig, cond)
-                loss = loss + edm_loss(sden, s0, ssig)
+                loss = loss + (((sden - s0) ** 2).mean() if model.config.strip_x0
+                               else edm_loss(sden, s0, ssig))
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             opt.zero_grad(set_to_none=True)
@@ -488,11 +517,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "strip's denoiser (default: %(default)s)")
     p.add_argument("--text-keypoints", type=int, default=None, help="prompt-conditioned keypoints of the strip "
                    "denoiser (default: 4 for a new model, the checkpoint's own with --init-from)")
+    p.add_argument("--strip-x0", action="store_true", help="a new model's strip denoiser predicts the clean strip "
+                   "(x0) instead of EDM's residual: for wide strips such as the mouse layout's")
     p.add_argument("--game-weights", type=_parse_weights, default=None, help="relative sampling weights of games, "
                    "e.g. coins=3 (games not named: 1; default: every game equally often)")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads, 0 for torch's default (default: %(default)s)")
     p.add_argument("--init-from", default=None, help="fine-tune from a checkpoint folder or bundled:arrows / bundled:mouse")
+    p.add_argument("--transfer-from", default=None, help="start a new model (any size or layout) from what "
+                   "another checkpoint learnt: its convolutions, keypoint net and prompt paths (see transferred())")
     p.add_argument("--device", default=d.device, choices=("auto", "cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--cache", default=None, help="an .npz file that keeps the decoded corpus between runs (default: none)")
 
@@ -501,9 +534,9 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
                        steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
-                       threads=a.threads, init_from=a.init_from, device=a.device, cache=a.cache,
+                       threads=a.threads, init_from=a.init_from, transfer_from=a.transfer_from, device=a.device, cache=a.cache,
                        strip_batch=a.strip_batch, game_weights=a.game_weights,
-                       text_keypoints=a.text_keypoints)
+                       text_keypoints=a.text_keypoints, strip_x0=a.strip_x0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,13 +58,19 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             1x1 filter that the prompt embedding chooses (a linear map of it), so "the red coin" or
             "click Save" can point at the named object directly, whether or not a fixed keypoint
             happens to track it.
+        strip_x0: the strip denoiser predicts the clean strip itself (x0-prediction) instead of EDM's
+            skip-connected residual. The MLP reaches the strip's pixels only through its 512 hidden
+            units: with EDM's skip it must reproduce the input noise to cancel it at low noise levels,
+            which a mouse strip (1,728 pixels at 60x48) cannot pass through, and the sampled pad comes
+            out speckled; an x0 prediction never has to carry the noise. Trained with a plain MSE.
     """
 
     @register_to_config
     def __init__(self, sample_size=(80, 64), strip_rows: int = 64, context_frames: int = 2, text_dim: int = 384,
                  block_out_channels=(32, 64, 128), layers_per_block: int = 1, attention_head_dim: int = 32,
                  norm_num_groups: int = 8, mask_context_overlay: bool = True, keypoints: int = 0,
-                 strip_head: bool = False, text_keypoints: int = 0):
+                 strip_head: bool = False, text_keypoints: int = 0,
+                 strip_x0: bool = False):
         super().__init__()
         in_ch = 3 + 3 * context_frames + 4 + 2  # noisy frame, context, goal + goal flag, coordinates
         n = len(block_out_channels)
@@ -185,6 +191,8 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         x = torch.cat(parts, 1)
         h = self.strip_in(x) * (1 + self.strip_gate(cond["text"]))
         f = self.strip_mlp(h).view_as(noisy_strip)
+        if self.config.strip_x0:
+            return f
         return c_skip * noisy_strip + c_out * f
 
     def denoise_unet(self, noisy: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
