@@ -271,6 +271,19 @@ def play(c: PlayConfig) -> dict:
     return {"episodes": results, "success_rate": sum(bool(r["success"]) for r in results) / len(results)}
 
 
+def start_pointer(game: str, seed, rect: tuple[int, int, int, int], scale: int) -> tuple[int, int]:
+    """Screen position for the OS pointer when an agent starts an episode in a real game window at
+    ``rect`` (left, top, width, height): a mouse game's own start pointer (``games.window`` warps the
+    pointer there), the window's centre otherwise."""
+    import games
+    left, top, width, height = rect
+    env = games.make(game)
+    if env.layout_name != "mouse":
+        return left + width // 2, top + height // 2
+    hx, hy = env.reset(seed=seed)[1]["state"]["pointer"]
+    return left + int(round(hx)) * scale + scale // 2, top + int(round(hy)) * scale + scale // 2
+
+
 def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, title) -> dict:
     """One episode in a real window under X11: mss capture, pynput input, safety on."""
     import numpy as np
@@ -312,7 +325,9 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
             agent = make_agent(c, model, layout, prompt, goals)
             r = cap.rect
             from pynput.mouse import Controller
-            Controller().position = (r.left + r.width // 2, r.top + r.height // 2)  # focus follows the pointer
+            # focus follows the pointer; in a mouse game it stays where the window put the episode's
+            # start (moving it would be the agent's first input)
+            Controller().position = start_pointer(c.game, seed, (r.left, r.top, r.width, r.height), c.scale)
             safety = SafetyConfig(countdown=0.0, status=lambda msg: None)
             executor = PynputExecutor.for_capture(cap, layout, safety)
             recorder = RunRecorder(out, fps=10, gif=c.gif) if c.record else None

@@ -394,6 +394,26 @@ def test_window_sync_mouse(xdisplay, monkeypatch):
     assert lines[0]["action"]["mouse"] == [pytest.approx((round(cx) - hx) * 10), pytest.approx((round(cy) - hy) * 10)]
 
 
+def test_agent_starts_a_mouse_episode_where_the_window_put_the_pointer(xdisplay, monkeypatch):
+    """``framepilot play --real-window`` parks the OS pointer for focus before the agent's first
+    step; in ``buttons`` that must be the episode's own start (``run_agent.start_pointer``), or the
+    parking would be the first input and move the pointer off its seed's position."""
+    monkeypatch.setenv("DISPLAY", xdisplay)
+    from pynput.mouse import Controller
+    from controllers import ScreenCapture
+    from run_agent import start_pointer
+    p, first = open_window(xdisplay, "buttons", "--seed", "7", "--mode", "sync", "--scale", "3",
+                           "--title", "fp start pointer")
+    with ScreenCapture(window="fp start pointer") as cap:
+        r = cap.rect
+    try:
+        assert tuple(Controller().position) == start_pointer("buttons", 7, (r.left, r.top, r.width, r.height), 3)
+        assert start_pointer("reach", 7, (10, 20, 100, 50), 3) == (60, 45)
+    finally:
+        p.kill()
+        p.communicate(timeout=30)
+
+
 def test_window_realtime_runs_at_ten_steps_per_second(xdisplay):
     t0 = time.perf_counter()
     p, first = open_window(xdisplay, "reach", "--seed", "1", "--mode", "realtime")
