@@ -289,30 +289,34 @@ def _resolve_init(init_from: str) -> Path:
     return p
 
 
+def _copy_weights(old, new, mismatch):
+    """Copy every weight of ``old`` into the same-named, same-shaped weight of ``new``; for a name
+    whose shapes differ call ``mismatch(name, old_tensor, new_tensor)`` (no grad). Returns ``new``."""
+    import torch
+    old_state = old.state_dict()
+    with torch.no_grad():
+        for k, v in new.state_dict().items():
+            o = old_state.get(k)
+            if o is not None:
+                v.copy_(o) if o.shape == v.shape else mismatch(k, o, v)
+    return new
+
+
 def grown(model, **changes):
     """A copy of ``model`` with config ``changes`` (e.g. more ``text_keypoints``): every weight of the
     same shape is copied; a weight that only grew (a layer with more inputs) keeps the old values in
     its leading slice and zeros in the new part, so the copy computes exactly what ``model`` did."""
-    import torch
     from worldmodel.model import FramepilotUNet
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
     config.update(changes)
-    new = FramepilotUNet(**config)
-    old_state = model.state_dict()
-    state = new.state_dict()
-    with torch.no_grad():
-        for k, v in state.items():
-            o = old_state.get(k)
-            if o is None:
-                continue
-            if o.shape == v.shape:
-                v.copy_(o)
-            elif o.dim() == v.dim() and all(a <= b for a, b in zip(o.shape, v.shape)):
-                v.zero_()
-                v[tuple(slice(0, n) for n in o.shape)] = o
-            else:
-                raise ValueError(f"cannot grow {k} from {tuple(o.shape)} to {tuple(v.shape)}")
-    return new
+
+    def grow(k, o, v):
+        if o.dim() != v.dim() or any(a > b for a, b in zip(o.shape, v.shape)):
+            raise ValueError(f"cannot grow {k} from {tuple(o.shape)} to {tuple(v.shape)}")
+        v.zero_()
+        v[tuple(slice(0, n) for n in o.shape)] = o
+
+    return _copy_weights(model, FramepilotUNet(**config), grow)
 
 
 def transferred(old, new):
@@ -320,21 +324,13 @@ def transferred(old, new):
     on them: every weight of the same shape (the UNet's convolutions and attention, the keypoint net,
     the prompt paths); of the strip denoiser's input layer, the columns that read the keypoints, the
     noise level and the text keypoints (its last ones). The strip's own pixels start fresh."""
-    import torch
-    old_state = old.state_dict()
-    state = new.state_dict()
-    with torch.no_grad():
-        for k, v in state.items():
-            o = old_state.get(k)
-            if o is None:
-                continue
-            if o.shape == v.shape:
-                v.copy_(o)
-            elif k == "strip_in.weight":
-                n = 4 * new.config.keypoints + 2 + 2 * new.config.text_keypoints
-                if o.shape[1] >= n and new.config.keypoints == old.config.keypoints:
-                    v[:, -n:] = o[:, -n:]
-    return new
+    n = 4 * new.config.keypoints + 2 + 2 * new.config.text_keypoints
+
+    def strip_columns(k, o, v):
+        if k == "strip_in.weight" and o.shape[1] >= n and new.config.keypoints == old.config.keypoints:
+            v[:, -n:] = o[:, -n:]
+
+    return _copy_weights(old, new, strip_columns)
 
 
 def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None) -> dict:
