@@ -36,7 +36,7 @@ def bundled_path(name: str) -> Path:
 
 
 #: the settings a training command is written with (the others are left at their defaults)
-COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "steps", "batch", "strip_batch", "text_keypoints", "game_weights", "lr",
+COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "transfer_from", "strip_x0", "steps", "batch", "strip_batch", "text_keypoints", "game_weights", "lr",
                   "seed", "size", "threads")
 
 
@@ -50,8 +50,13 @@ def _flag_value(v) -> str:
 
 def training_command(config: dict) -> str:
     """The ``python -m training.train`` command line that reproduces a run of ``config``."""
-    return "python -m training.train " + " ".join(f"--{k.replace('_', '-')} {_flag_value(config[k])}"
-                                                  for k in COMMAND_FIELDS if config.get(k) is not None)
+    flags = []
+    for k in COMMAND_FIELDS:
+        v = config.get(k)
+        if v is None or v is False:
+            continue
+        flags.append(f"--{k.replace('_', '-')}" + ("" if v is True else f" {_flag_value(v)}"))
+    return "python -m training.train " + " ".join(flags)
 
 
 def write_metadata(folder: str | Path, *, layout: dict, fps: float, size: tuple[int, int], source_shape, games,
