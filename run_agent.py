@@ -302,7 +302,9 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
         deadline = time.monotonic() + 20
         while cap is None:
             try:
-                cap = ScreenCapture(window=wtitle, include_pointer=layout.has_mouse)
+                # the game window hides the OS cursor and draws its own pointer: drawing one more would
+                # put a second pointer, of another size, into the frames the model sees
+                cap = ScreenCapture(window=wtitle, include_pointer=False)
                 frame, _ = cap.grab()
                 if frame.max() == 0:
                     cap.close()

@@ -1,5 +1,5 @@
-"""End to end on a real display: each bundled arrow-key game in a real window (pygame, Xvfb), played
-by the agent with the shipped world model through mss capture and pynput (XTEST) key presses,
+"""End to end on a real display: each bundled game in a real window (pygame, Xvfb), played by the
+agent with the shipped world models through mss capture and pynput (XTEST) key presses and mouse input,
 exactly as ``framepilot play --real-window --mode sync`` does. The same with untrained weights
 (same architecture and planner, fresh random weights) is the control."""
 
@@ -12,7 +12,10 @@ from games.heldout import EVAL_SEEDS
 
 torch.set_num_threads(2)
 SEEDS = [EVAL_SEEDS[i] for i in range(100, 110)]  # 10 fixed held-out seeds
-GAMES = ("reach", "reach-goal", "coins")
+GAMES = ("reach", "reach-goal", "coins", "buttons")
+# the mouse overlay's velocity is in pixels per second of the captured window, and the mouse model
+# learnt it in game pixels: at scale 1 the two are the same
+SCALE = {"buttons": 1}
 
 
 def play_real_window(game: str, model: str) -> list[bool]:
@@ -20,7 +23,7 @@ def play_real_window(game: str, model: str) -> list[bool]:
     from planner.backends import load_world_model  # noqa: F401  (fail early on a missing model)
     results = []
     for seed in SEEDS:
-        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=2, model=model, record=False,
+        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=SCALE.get(game, 2), model=model, record=False,
                          quiet=True, max_steps=36)
         results.append(bool(play(cfg)["episodes"][0]["success"]))
     return results
