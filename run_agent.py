@@ -280,8 +280,9 @@ def start_pointer(game: str, seed, rect: tuple[int, int, int, int], scale: int) 
     env = games.make(game)
     if env.layout_name != "mouse":
         return left + width // 2, top + height // 2
-    hx, hy = env.reset(seed=seed)[1]["state"]["pointer"]
-    return left + int(round(hx)) * scale + scale // 2, top + int(round(hy)) * scale + scale // 2
+    env.reset(seed=seed)
+    hx, hy = env.hotspot
+    return left + hx * scale + scale // 2, top + hy * scale + scale // 2
 
 
 def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, title) -> dict:

@@ -23,8 +23,8 @@ def play_real_window(game: str, model: str) -> list[bool]:
     from planner.backends import load_world_model  # noqa: F401  (fail early on a missing model)
     results = []
     for seed in SEEDS:
-        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=SCALE.get(game, 2), model=model, record=False,
-                         quiet=True, max_steps=36)
+        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=SCALE.get(game, 2), model=model,
+                         record=False, quiet=True, max_steps=36)
         results.append(bool(play(cfg)["episodes"][0]["success"]))
     return results
 

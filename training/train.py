@@ -324,10 +324,11 @@ def transferred(old, new):
     on them: every weight of the same shape (the UNet's convolutions and attention, the keypoint net,
     the prompt paths); of the strip denoiser's input layer, the columns that read the keypoints, the
     noise level and the text keypoints (its last ones). The strip's own pixels start fresh."""
-    n = 4 * new.config.keypoints + 2 + 2 * new.config.text_keypoints
+    n = 4 * new.config.keypoints + 2 + 2 * new.config.text_keypoints  # keypoints, goal flag, noise, text keypoints
+    same = (old.config.keypoints, old.config.text_keypoints) == (new.config.keypoints, new.config.text_keypoints)
 
     def strip_columns(k, o, v):
-        if k == "strip_in.weight" and o.shape[1] >= n and new.config.keypoints == old.config.keypoints:
+        if k == "strip_in.weight" and same:
             v[:, -n:] = o[:, -n:]
 
     return _copy_weights(old, new, strip_columns)
@@ -530,7 +531,8 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
                        steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
-                       threads=a.threads, init_from=a.init_from, transfer_from=a.transfer_from, device=a.device, cache=a.cache,
+                       threads=a.threads, init_from=a.init_from, transfer_from=a.transfer_from, device=a.device,
+                       cache=a.cache,
                        strip_batch=a.strip_batch, game_weights=a.game_weights,
                        text_keypoints=a.text_keypoints, strip_x0=a.strip_x0)
 

@@ -36,8 +36,8 @@ def bundled_path(name: str) -> Path:
 
 
 #: the settings a training command is written with (the others are left at their defaults)
-COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "transfer_from", "strip_x0", "steps", "batch", "strip_batch", "text_keypoints", "game_weights", "lr",
-                  "seed", "size", "threads")
+COMMAND_FIELDS = ("corpus", "games", "cache", "out", "init_from", "transfer_from", "strip_x0", "steps", "batch",
+                  "strip_batch", "text_keypoints", "game_weights", "lr", "seed", "size", "threads")
 
 
 def _flag_value(v) -> str:
