@@ -94,6 +94,7 @@ class ScreenConfig(PlanOptions):
     window: str | None = None
     layout: str = "arrows"
     dry_run: bool = False
+    mouse_scale: float = 1.0
     decision_interval: float = 0.1
     deadline: float = 0.5
     max_seconds: float | None = 60.0
@@ -107,6 +108,9 @@ class ScreenConfig(PlanOptions):
     def __post_init__(self):
         if self.region and self.window:
             raise UsageError("pass either --region or --window, not both")
+        if not self.mouse_scale > 0:
+            raise UsageError(f"--mouse-scale must be a positive number of screen pixels per overlay pixel, "
+                             f"got {self.mouse_scale}")
         _check_plan(self)
 
 
@@ -332,7 +336,8 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
             # start (moving it would be the agent's first input)
             Controller().position = start_pointer(c.game, seed, (r.left, r.top, r.width, r.height), c.scale)
             safety = SafetyConfig(countdown=0.0, status=lambda msg: None)
-            executor = PynputExecutor.for_capture(cap, layout, safety)
+            # the model's arrows are in game pixels; the window shows each as scale x scale screen pixels
+            executor = PynputExecutor.for_capture(cap, layout, safety, mouse_scale=c.scale)
             recorder = RunRecorder(out, fps=10, gif=c.gif) if c.record else None
             try:
                 with executor, LiveStatus(title + " · real window", enabled=not c.quiet) as status:
@@ -385,12 +390,13 @@ def screen(c: ScreenConfig) -> dict:
         status = LiveStatus(title, enabled=not c.quiet)
         if c.dry_run:
             executor = DryRunExecutor(layout, region=cap.rect.as_tuple())
+            executor.mouse_scale = c.mouse_scale
         else:
             safety = SafetyConfig(stop_key=c.stop_key, pause_key=c.pause_key, countdown=c.countdown,
                                   focus_guard=not c.no_focus_guard, corner_failsafe=not c.no_corner_failsafe,
                                   deadline=c.deadline, max_steps=c.max_steps, max_seconds=c.max_seconds,
                                   allow_dangerous=c.allow_dangerous, status=status.set_state)
-            executor = PynputExecutor.for_capture(cap, layout, safety)
+            executor = PynputExecutor.for_capture(cap, layout, safety, mouse_scale=c.mouse_scale)
         recorder = RunRecorder(out, fps=1 / c.decision_interval, gif=c.gif) if c.record else None
         try:
             with executor, status:
@@ -624,6 +630,9 @@ a focus guard pauses when the window loses focus, and dangerous combinations are
     ps.add_argument("--window", default=None, help="window title (exact, else a case-insensitive part of it)")
     ps.add_argument("--layout", default=d.layout, help="arrows, wasd, mouse, desktop or a layout JSON file (default: %(default)s)")
     ps.add_argument("--dry-run", action="store_true", help="send no input; log what would have been sent")
+    ps.add_argument("--mouse-scale", type=float, default=d.mouse_scale,
+                    help="screen pixels per pixel of the overlay's mouse velocity: the window's size over the frame "
+                         "size the model learnt on, e.g. 2 for a bundled game at twice its size (default: %(default)s)")
     ps.add_argument("--decision-interval", type=float, default=d.decision_interval, help="seconds between decisions (default: %(default)s)")
     ps.add_argument("--deadline", type=float, default=d.deadline, help="drop decisions older than this and release (default: %(default)s)")
     ps.add_argument("--max-seconds", type=float, default=d.max_seconds, help="stop after this long (default: %(default)s)")

@@ -42,7 +42,16 @@ class Executor:
         layout: the active ``overlays.Layout``; only its keys and buttons are ever pressed.
         region: ``(left, top, width, height)`` screen pixels the pointer is confined to (the capture region).
         safety: safety settings; ``SafetyConfig()`` when ``None``.
+
+    Attributes:
+        mouse_scale: screen pixels per pixel of the overlay's mouse velocity (default 1: the overlay
+            measures the region's own pixels). A world model that learnt its arrows on frames smaller
+            than the region needs it: a bundled game shown at ``--scale s`` has ``s`` screen pixels per
+            game pixel, and its model's arrows are in game pixels. ``apply`` takes and returns the
+            overlay's unit; only the pointer's motion is scaled.
     """
+
+    mouse_scale: float = 1.0
 
     def __init__(self, layout, region: tuple[int, int, int, int] | None = None, safety: SafetyConfig | None = None):
         self.layout = layout
@@ -126,8 +135,9 @@ class Executor:
         """Hold what ``action`` asks for (as far as safety allows) for the next ``dt`` seconds.
 
         Args:
-            action: the requested keys, mouse velocity (pixels per second of the region) and buttons.
-            dt: seconds until the next call; the pointer moves ``velocity * dt`` pixels now.
+            action: the requested keys, mouse velocity (overlay pixels per second, see ``mouse_scale``)
+                and buttons.
+            dt: seconds until the next call; the pointer moves ``velocity * mouse_scale * dt`` pixels now.
 
         Returns:
             What is really held after refusals and releases, and the mouse velocity really executed
@@ -156,7 +166,11 @@ class Executor:
                     self._refusals_shown.add(r)
                     self.status(r)
             self._set_held(allowed.keys, allowed.buttons)
-            mouse = self._move(allowed.mouse, dt) if self.layout.has_mouse else (0.0, 0.0)
+            mouse = (0.0, 0.0)
+            if self.layout.has_mouse:
+                k = float(self.mouse_scale)
+                moved = self._move((allowed.mouse[0] * k, allowed.mouse[1] * k), dt)
+                mouse = (moved[0] / k, moved[1] / k)
             return Action(keys=frozenset(self._keys), mouse=mouse, buttons=frozenset(self._buttons))
 
     def _check_limits(self) -> None:
@@ -396,10 +410,17 @@ class PynputExecutor(Executor):
         self._rearm = False
 
     @classmethod
-    def for_capture(cls, capture, layout, safety: SafetyConfig | None = None) -> "PynputExecutor":
-        """An executor confined to ``capture``'s region and guarding its window, if it captures one."""
+    def for_capture(cls, capture, layout, safety: SafetyConfig | None = None,
+                    mouse_scale: float = 1.0) -> "PynputExecutor":
+        """An executor confined to ``capture``'s region and guarding its window, if it captures one
+        (``mouse_scale``: screen pixels per overlay pixel of mouse velocity, see ``Executor``)."""
+        if not mouse_scale > 0:
+            raise ControllerError(f"mouse_scale must be a positive number of screen pixels per overlay pixel, "
+                                  f"got {mouse_scale}")
         window = capture.window.id if capture.window is not None else None
-        return cls(layout, capture.rect.as_tuple(), safety, window=window)
+        ex = cls(layout, capture.rect.as_tuple(), safety, window=window)
+        ex.mouse_scale = float(mouse_scale)
+        return ex
 
     @staticmethod
     def _pynput_key(name: str):

@@ -80,9 +80,11 @@ class ButtonsEnv(GameEnv):
                 return label
         return None
 
-    def pointer_in(self, label: str) -> bool:
-        """True when the pointer's hotspot is on button ``label``."""
-        return self.button_at(*self.hotspot) == label
+    def pointer_in(self, label: str, margin: int = 0) -> bool:
+        """True when the pointer's hotspot is on button ``label``, at least ``margin`` px inside its edges."""
+        bx, by, w, h = self.buttons[label]
+        x, y = self.hotspot
+        return bx + margin <= x < bx + w - margin and by + margin <= y < by + h - margin
 
     def button_centre(self, label: str) -> tuple[float, float]:
         bx, by, w, h = self.buttons[label]

@@ -11,7 +11,10 @@ random arrow key instead (for ``coins``, one that does not step onto another coi
 ``buttons``: the pointer moves toward the named button's centre at speed
 ``min(max_speed, distance * fps)`` times a random factor in [0.8, 1.0], its direction turned by
 Gaussian angle noise (standard deviation ``1.5 * noise`` radians); once the pointer is inside the
-button it stops and presses ``left`` for one step, releasing the step after.
+button, at least ``click_margin`` pixels from each of its edges (default 3), it stops and presses
+``left`` for one step, releasing the step after. Inside but nearer an edge it keeps moving toward
+the centre: as people aim at the middle of a button, so a model that sees the frame at half size
+(where a pixel off the edge and a pixel inside look alike) learns not to click at edges.
 """
 
 from __future__ import annotations
@@ -32,14 +35,19 @@ class Demonstrator:
         env: a bundled game (``games.make(...)``); it reads the env's state after each ``reset``/``step``.
         rng: the demonstrator's own random generator (seed it for reproducible recordings).
         noise: probability of a random arrow key per step (grid games); angle noise scale (buttons).
+        click_margin: ``buttons``: pixels the pointer must be inside the button's edges to click
+            (0: anywhere on it, as the corpus of the first mouse model was recorded).
     """
 
-    def __init__(self, env, rng: np.random.Generator, noise: float = 0.1):
+    def __init__(self, env, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be between 0 and 1, got {noise}")
+        if not 0 <= click_margin <= 9:
+            raise ValueError(f"click_margin must be between 0 and 9 pixels (buttons are 20 px tall), got {click_margin}")
         self.env = getattr(env, "unwrapped", env)
         self.rng = rng
         self.noise = noise
+        self.click_margin = int(click_margin)
         self._pressed = False
 
     def act(self) -> Action:
@@ -72,7 +80,7 @@ class Demonstrator:
         env = self.env
         if env.steps == 0:
             self._pressed = False
-        if env.pointer_in(env.target_label) and not self._pressed:
+        if env.pointer_in(env.target_label, margin=self.click_margin) and not self._pressed:
             self._pressed = True
             return Action(buttons={"left"})
         self._pressed = False

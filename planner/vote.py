@@ -8,9 +8,15 @@ frame at or after the decision horizon.
   rollouts and over every key and button of the probability that the rollout agrees with the
   candidate on it (``p`` where the candidate holds it, ``1 - p`` where it does not); a remaining tie
   goes to the candidate with fewer inputs, then to the alphabetically first. The mouse velocity is
-  the component-wise median over the rollouts that voted for the winner.
+  the medoid of the velocities of the rollouts that voted for the winner (below).
 - ``per-key``: a key or button is held when at least half the rollouts hold it; the mouse velocity
-  is the component-wise median over all rollouts.
+  is the medoid over all rollouts.
+
+The medoid is the one rollout's velocity whose summed Euclidean distance to the others' is least
+(ties: the one nearest the component-wise median, then the first). It is a move some rollout
+really imagined: when the rollouts scatter (heading for different places, or the same place at
+different speeds) a component-wise median mixes them into a shorter move none of them made,
+while the medoid keeps the most central whole one.
 
 In both modes ``confidence`` is the fraction of rollouts whose keys and buttons equal the chosen
 action's; below ``abstain_below`` the decision is a no-op (``abstained=True``).
@@ -62,9 +68,12 @@ def _identity(a: Action) -> tuple[frozenset, frozenset]:
     return a.keys, a.buttons
 
 
-def _median_mouse(actions: list[Action]) -> tuple[float, float]:
-    m = np.median(np.array([a.mouse for a in actions], dtype=np.float64).reshape(-1, 2), axis=0)
-    return float(m[0]), float(m[1])
+def _medoid_mouse(actions: list[Action]) -> tuple[float, float]:
+    v = np.array([a.mouse for a in actions], dtype=np.float64).reshape(-1, 2)
+    spread = np.linalg.norm(v[:, None] - v[None], axis=-1).sum(axis=1)
+    to_median = np.linalg.norm(v - np.median(v, axis=0), axis=1)
+    i = np.lexsort((np.arange(len(v)), to_median, spread))[0]
+    return float(v[i, 0]), float(v[i, 1])
 
 
 def _agreement(identity: tuple[frozenset, frozenset], readings: list[OverlayReading]) -> float:
@@ -105,14 +114,14 @@ def choose(readings: list[OverlayReading], mode: str = "joint", abstain_below: f
             tied.sort(key=lambda ident: (-_agreement(ident, readings), len(ident[0]) + len(ident[1]),
                                          sorted(ident[0]), sorted(ident[1])))
         keys, buttons = tied[0]
-        mouse = _median_mouse([v for v in votes if _identity(v) == (keys, buttons)])
+        mouse = _medoid_mouse([v for v in votes if _identity(v) == (keys, buttons)])
     else:
         n = len(votes)
         kc = Counter(k for v in votes for k in v.keys)
         bc = Counter(b for v in votes for b in v.buttons)
         keys = frozenset(k for k, c in kc.items() if 2 * c >= n)
         buttons = frozenset(b for b, c in bc.items() if 2 * c >= n)
-        mouse = _median_mouse(votes)
+        mouse = _medoid_mouse(votes)
     action = Action(keys=keys, mouse=mouse, buttons=buttons)
     confidence = _confidence((keys, buttons), votes)
     if confidence < abstain_below:

@@ -100,6 +100,21 @@ def test_mouse_velocity_moves_relatively_and_stays_in_the_region(xvfb_display, h
         assert 100 <= x < 420 and 100 <= y < 340
 
 
+def test_mouse_scale_moves_screen_pixels_per_overlay_pixel(xvfb_display, human):
+    """A bundled game at --scale 3: the model's arrow of 100 game px/s moves the pointer 300 screen px/s."""
+    region = (100, 100, 384, 384)
+    human.warp(200, 200)
+    with PynputExecutor(Layout.preset("mouse"), region=region, safety=_safety()) as ex:
+        ex.mouse_scale = 3.0
+        got = ex.apply(Action(mouse=(100.0, -50.0)), 0.2)  # 20 x 3 px right, 10 x 3 px up
+        assert human.pointer() == (260, 170) and got.mouse == (100.0, -50.0)  # reported in the overlay's unit
+        got = ex.apply(Action(mouse=(1000.0, 0.0)), 1.0)
+        assert human.pointer() == (483, 170) and got.mouse == pytest.approx(((483 - 260) / 3, 0.0))
+    for bad in (0, -1.0):
+        with pytest.raises(ControllerError, match="mouse_scale"):
+            PynputExecutor.for_capture(None, Layout.preset("mouse"), _safety(), mouse_scale=bad)
+
+
 def test_pointer_motion_never_trips_the_corner_failsafe_itself(xvfb_display, human):
     human.warp(50, 50)
     with PynputExecutor(Layout.preset("mouse"), region=(0, 0, 200, 200), safety=_safety()) as ex:

@@ -108,6 +108,10 @@ def test_record_resumes_and_guards_its_inputs(tmp_path):
         record_scripted("coins", 1, tmp_path / "reach", progress=False)
     with pytest.raises(ValueError, match="training range"):
         record_scripted("reach", 1, tmp_path / "eval", seed0=10_000_000, progress=False)
+    record_scripted("buttons", 1, tmp_path / "buttons", progress=False, click_margin=0)
+    assert json.loads((tmp_path / "buttons" / "ep_0" / "meta.json").read_text())["click_margin"] == 0
+    with pytest.raises(ValueError, match="--click-margin 0"):  # resuming must not mix demonstrators
+        record_scripted("buttons", 2, tmp_path / "buttons", progress=False)
 
 
 def test_load_corpus(tmp_path):

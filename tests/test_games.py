@@ -292,6 +292,30 @@ def test_demonstrator_switches_among_equally_good_keys():
     assert total > 100 and 0.35 < same / total < 0.65  # ~0.5: the previous key predicts nothing
 
 
+@pytest.mark.parametrize("margin", [0, 3])
+def test_buttons_demonstrator_clicks_only_its_margin_inside_the_button(margin):
+    env = games.make("buttons")
+    edge_clicks = 0
+    for seed in range(200):
+        env.reset(seed=seed)
+        demo = Demonstrator(env, np.random.default_rng(seed), noise=0.3, click_margin=margin)
+        done = False
+        while not done:
+            a = demo.act()
+            if "left" in a.buttons:
+                bx, by, w, h = env.buttons[env.target_label]
+                x, y = env.hotspot
+                inset = min(x - bx, bx + w - 1 - x, y - by, by + h - 1 - y)
+                assert inset >= margin
+                edge_clicks += inset < 3
+            _, _, te, tr, info = env.step(a)
+            done = te or tr
+        assert info["success"]
+    assert (edge_clicks > 0) == (margin == 0)  # with no margin some clicks land at an edge, with 3 none do
+    with pytest.raises(ValueError, match="click_margin"):
+        Demonstrator(env, np.random.default_rng(0), click_margin=10)
+
+
 def test_random_action_shapes():
     rng = np.random.default_rng(0)
     arrows = [random_action("arrows", rng) for _ in range(500)]

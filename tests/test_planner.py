@@ -130,13 +130,17 @@ def test_joint_tie_broken_by_per_key_agreement_then_deterministic_order():
     assert choose([reading({"left"}), reading()]).action == NOOP  # fewer inputs first
 
 
-def test_mouse_velocity_is_the_median():
+def test_mouse_velocity_is_the_medoid():
     mouse = Layout.preset("mouse")
     rs = [reading(mouse=v, buttons={"left"}, layout=mouse) for v in [(10, 0), (20, 5), (300, -7)]]
     rs.append(reading(mouse=(1000, 1000), layout=mouse))
     d = choose(rs)
-    assert d.action.buttons == {"left"} and d.action.mouse == (20.0, 0.0)  # median of the winners only
-    assert choose(rs, mode="per-key").action.mouse == (160.0, 2.5)  # median of all four
+    assert d.action.buttons == {"left"} and d.action.mouse == (20.0, 5.0)  # the winners' most central move
+    assert choose(rs, mode="per-key").action.mouse == (20.0, 5.0)  # among all four, the outlier does not pull it
+    scattered = [reading(mouse=v, layout=mouse) for v in [(400, 0), (0, 300), (200, 400)]]
+    assert choose(scattered).action.mouse == (200.0, 400.0)  # a move one rollout made, not the median's (200, 300)
+    tied = [reading(mouse=v, layout=mouse) for v in [(0, 0), (100, 0)]]
+    assert choose(tied).action.mouse == (0.0, 0.0) and choose(tied[::-1]).action.mouse == (100.0, 0.0)
 
 
 def test_abstain_below_threshold_is_a_noop():

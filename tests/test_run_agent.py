@@ -157,6 +157,7 @@ def test_conflicting_flags():
     assert_one_sentence(*cli("play", "--mode", "realtime")[::2], "--real-window")
     assert_one_sentence(*cli("screen", "--region", "0,0,10,10", "--window", "x")[::2], "not both")
     assert_one_sentence(*cli("play", "--rollouts", "0")[::2], "--rollouts")
+    assert_one_sentence(*cli("screen", "--mouse-scale", "0", "--dry-run")[::2], "--mouse-scale")
 
 
 def test_no_display_for_screen(tiny_checkpoint):

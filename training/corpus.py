@@ -276,16 +276,18 @@ def load_corpus(corpus_dir: str | Path, size: tuple[int, int] | None = None, gam
 
 
 # ---- the scripted recorder ---------------------------------------------------------------------------
-def record_episode(env, seed: int, ep_dir: str | Path, noise: float = 0.1) -> dict:
+def record_episode(env, seed: int, ep_dir: str | Path, noise: float = 0.1, click_margin: int = 3) -> dict:
     """Play one episode of ``env`` with its demonstrator and write it to ``ep_dir``; returns the meta."""
     from games.demonstrators import Demonstrator
     layout = Layout.preset(env.layout_name)
     obs, info = env.reset(seed=seed)
-    demo = Demonstrator(env, np.random.default_rng([seed, 1]), noise=noise)
+    demo = Demonstrator(env, np.random.default_rng([seed, 1]), noise=noise, click_margin=click_margin)
     goal = info.get("goal_frame")
     meta = {"game": env.game, "seed": seed, "prompt": info["prompt"], "fps": env.fps,
             "layout": layout.to_dict(), "overlay_version": OVERLAY_VERSION, "source": "scripted",
             "noise": noise, "split": "eval" if env.eval_split else "train", "initial_state": info["state"]}
+    if layout.has_mouse:
+        meta["click_margin"] = click_margin
     with EpisodeWriter(ep_dir, meta, goal=None if goal is None else render_overlay(goal, NOOP, layout)) as w:
         w.add(render_overlay(obs, NOOP, layout), NOOP, 0.0)
         done = False
@@ -299,11 +301,12 @@ def record_episode(env, seed: int, ep_dir: str | Path, noise: float = 0.1) -> di
 
 
 def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int = 0, noise: float = 0.1,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, click_margin: int = 3) -> dict:
     """Record ``n_episodes`` demonstrator episodes of ``game`` into ``out_dir/ep_<seed>/``.
 
     Seeds run from ``seed0`` and must stay in the training range (``games.heldout.TRAIN_SEEDS``).
-    Finished episodes already in ``out_dir`` are kept, so an interrupted recording resumes.
+    Finished episodes already in ``out_dir`` are kept, so an interrupted recording resumes (with
+    the same ``noise`` and, for ``buttons``, ``click_margin``; see ``games.demonstrators``).
 
     Returns:
         ``{"episodes": n, "success_rate": ..., "frames": total frames}`` over the ``n_episodes`` seeds.
@@ -315,6 +318,7 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
     check_train_seed(seed0)
     check_train_seed(seed0 + n_episodes - 1)
     env = games.make(game, split="train")
+    has_mouse = Layout.preset(env.layout_name).has_mouse
     out_dir = Path(out_dir)
     seeds = range(seed0, seed0 + n_episodes)
     it = seeds
@@ -330,12 +334,15 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
             if meta.get("game") != game:
                 raise ValueError(f"{out_dir} already holds {meta.get('game')} episodes; record each game into "
                                  f"its own folder, e.g. {out_dir.parent / game}")
+            if has_mouse and meta.get("click_margin", 0) != click_margin:
+                raise ValueError(f"{out_dir} holds episodes recorded with --click-margin {meta['click_margin']}, "
+                                 f"not {click_margin}; record into another folder or pass the same margin")
             if meta.get("interrupted"):
                 import shutil
                 shutil.rmtree(ep_dir)
                 meta = None
         if meta is None:
-            meta = record_episode(env, seed, ep_dir, noise=noise)
+            meta = record_episode(env, seed, ep_dir, noise=noise, click_margin=click_margin)
         n_ok += bool(meta["success"])
         n_frames += meta["n_frames"]
     env.close()
@@ -566,10 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir")
     p.add_argument("--seed0", type=int, default=0, help="first seed (training seeds are 0..999999)")
     p.add_argument("--noise", type=float, default=0.1, help="demonstrator noise, 0..1")
+    p.add_argument("--click-margin", type=int, default=3,
+                   help="buttons: pixels inside a button's edges before the demonstrator clicks (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
-        stats = record_scripted(a.game, a.n_episodes, a.out_dir, seed0=a.seed0, noise=a.noise, progress=not a.quiet)
+        stats = record_scripted(a.game, a.n_episodes, a.out_dir, seed0=a.seed0, noise=a.noise, progress=not a.quiet,
+                                click_margin=a.click_margin)
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
