@@ -253,8 +253,10 @@ def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Call
                 mark_step: Callable[[], None] | None = None) -> EpisodeResult:
     """``sync`` on a real screen: a program that waits for input (a paused game, a turn-based one).
 
-    Each step: grab, draw the action executed last step, plan, then press the decided keys/buttons
-    for ``press_seconds`` and release them (the program steps once per press), and wait until
+    Each step: grab, draw the action executed last step, plan, then move the pointer one step's
+    worth (the decided velocity over one frame interval of the agent, ``1 / agent.fps``: what the
+    program's own step would move it), press the decided keys/buttons for ``press_seconds`` and
+    release them (the program steps once per press), and wait until
     ``wait_step(timeout)`` says the program has moved on. The executor reports what it really held,
     which is what the next frame's overlay shows. A no-op decision presses nothing; the program does
     not advance and the agent decides again from the same screen.
@@ -295,7 +297,7 @@ def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Call
             if mark_step is not None:
                 mark_step()
             try:
-                held = executor.apply(decision.action, press_seconds)
+                held = executor.apply(decision.action, 1.0 / agent.fps)
                 if not held.is_noop:
                     time.sleep(press_seconds)
                     executor.apply(NOOP, press_seconds)

@@ -13,9 +13,6 @@ from games.heldout import EVAL_SEEDS
 torch.set_num_threads(2)
 SEEDS = [EVAL_SEEDS[i] for i in range(100, 110)]  # 10 fixed held-out seeds
 GAMES = ("reach", "reach-goal", "coins", "buttons")
-# the mouse overlay's velocity is in pixels per second of the captured window, and the mouse model
-# learnt it in game pixels: at scale 1 the two are the same
-SCALE = {"buttons": 1}
 
 
 def play_real_window(game: str, model: str) -> list[bool]:
@@ -23,7 +20,7 @@ def play_real_window(game: str, model: str) -> list[bool]:
     from planner.backends import load_world_model  # noqa: F401  (fail early on a missing model)
     results = []
     for seed in SEEDS:
-        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=SCALE.get(game, 2), model=model,
+        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=int(__import__("os").environ.get("E2E_SCALE", "2")), model=model,
                          record=False, quiet=True, max_steps=36)
         results.append(bool(play(cfg)["episodes"][0]["success"]))
     return results

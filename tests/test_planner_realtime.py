@@ -142,3 +142,36 @@ def test_decisions_older_than_the_deadline_are_dropped(xvfb_display):
         result = run_realtime(cap, executor, Agent(SlowModel(), ARROWS), ARROWS, deadline=0.1, max_steps=3)
     assert result.steps == 3 and result.dropped == 3 and not result.decisions
     assert all(a.is_noop for a in result.executed) and not any("press" in line for line in executor.log)
+
+
+def test_stepped_loop_moves_the_pointer_one_step_of_velocity(xvfb_display):
+    """``sync`` on a real screen: the decided velocity moves the pointer by velocity / fps per step, the
+    displacement one step of the game makes (a program that steps per input must see a whole step)."""
+    import numpy as np
+
+    from controllers import DryRunExecutor, ScreenCapture
+    from overlays import Action, render_overlay
+    from planner import Capabilities, Rollouts, WorldModel
+    from planner.loop import run_stepped
+
+    mouse = Layout.preset("mouse")
+
+    class Rightward(WorldModel):
+        capabilities = Capabilities(native_fps=10.0)
+
+        def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+            last = context.frames[-1]
+            game = last[:last.shape[0] - mouse.strip_height(last.shape[1])]
+            future = render_overlay(np.ascontiguousarray(game), Action(mouse=(200.0, 0.0)), mouse)
+            return Rollouts(np.repeat(future[None, None], n, axis=0), 10.0)
+
+    with ScreenCapture(region=(0, 0, 256, 256), include_pointer=False) as cap:
+        executor = DryRunExecutor(mouse, region=cap.rect.as_tuple())
+        x0, y0 = executor._pointer()
+        result = run_stepped(cap, executor, Agent(Rightward(), mouse, PlannerConfig(rollouts=2)), mouse,
+                             wait_step=lambda timeout: True, max_steps=3)
+    read = [d.action.mouse[0] for d in result.decisions]
+    assert result.steps == 3 and all(150 < v < 250 for v in read)  # the arrow read back, near 200 px/s
+    x, y = executor._pointer()
+    # 0.1 s of motion per step (not the press's 0.05 s), whole pixels: under 1 px lost per step
+    assert y == y0 and 0 <= sum(read) / 10.0 - (x - x0) < 3
