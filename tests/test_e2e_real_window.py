@@ -5,6 +5,8 @@ exactly as ``framepilot play --real-window --mode sync`` does. The same with unt
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from games.heldout import EVAL_SEEDS
 torch.set_num_threads(2)
 SEEDS = [EVAL_SEEDS[i] for i in range(100, 110)]  # 10 fixed held-out seeds
 GAMES = ("reach", "reach-goal", "coins", "buttons")
+SCALE = int(os.environ.get("FRAMEPILOT_E2E_SCALE", "2"))  # window pixels per game pixel
 
 
 def play_real_window(game: str, model: str) -> list[bool]:
@@ -20,7 +23,7 @@ def play_real_window(game: str, model: str) -> list[bool]:
     from planner.backends import load_world_model  # noqa: F401  (fail early on a missing model)
     results = []
     for seed in SEEDS:
-        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=int(__import__("os").environ.get("E2E_SCALE", "2")), model=model,
+        cfg = PlayConfig(game=game, seed=seed, real_window=True, mode="sync", scale=SCALE, model=model,
                          record=False, quiet=True, max_steps=36)
         results.append(bool(play(cfg)["episodes"][0]["success"]))
     return results
