@@ -104,3 +104,27 @@ def test_frame_steps_change_only_the_imagined_game_area(tiny_checkpoint):
     assert np.array_equal(b, same(clip, n=4, seed=3, prompt="collect the red coin").frames)
     with pytest.raises(ValueError, match="frame_steps must be at least 1"):
         BundledWorldModel(str(tiny_checkpoint), frame_steps=0)
+
+
+def test_context_and_goal_are_resampled_as_the_training_corpus_was(tiny_checkpoint):
+    """The network sees ``worldmodel.frames.resize_frames`` of the context and goal (what the corpus
+    loader gives it in training), also at a size that is no whole multiple of the model's."""
+    from worldmodel.frames import resize_frames
+    m = BundledWorldModel(str(tiny_checkpoint), denoise_steps=1)
+    clip, info = clip_of("reach-goal")
+    odd = ContextClip(np.ascontiguousarray(clip.frames[:, :150, :121]), 10.0)  # 150x121: factors 3.75 and 3.03
+    goal = np.ascontiguousarray(render_overlay(info["goal_frame"], NOOP, ARROWS)[:150, :121])
+    seen = {}
+    sample = m.net.sample
+
+    def spy(ctx, text, goal_in, **kw):
+        seen["ctx"], seen["goal"] = ctx, goal_in
+        return sample(ctx, text, goal_in, **kw)
+
+    m.net.sample = spy
+    m(odd, n=2, rollout_length=0.1, goals=(GoalFrame(goal, 0.1),), seed=0)
+    want = resize_frames(odd.frames[-m.k:], m.size)
+    got = ((seen["ctx"][0] + 1.0) * 127.5).round().movedim(-3, -1).byte().numpy()
+    assert got.shape == want.shape and np.array_equal(got, want)
+    got_goal = ((seen["goal"][0] + 1.0) * 127.5).round().movedim(-3, -1).byte().numpy()
+    assert np.array_equal(got_goal, resize_frames(goal[None], m.size)[0])

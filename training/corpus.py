@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from overlays import NOOP, OVERLAY_VERSION, Action, Layout, render_overlay
+from worldmodel.frames import resize_frames  # noqa: F401  (the corpus is loaded at the model's size with it)
 
 FORMAT_VERSION = 1
 VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "meta.json", "goal.png"
@@ -222,23 +223,6 @@ def episode_dirs(corpus_dir: str | Path) -> list[Path]:
         return (str(p.parent), int(stem) if stem.isdigit() else -1, p.name)
 
     return sorted((m.parent for m in corpus_dir.rglob(META_FILE)), key=key)
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize (T, H, W, 3) uint8 frames to ``size`` = (H', W'): exact block means for whole-number
-    downscale factors, nearest neighbour for whole-number upscale factors, bilinear otherwise."""
-    T, H, W, _ = frames.shape
-    h, w = size
-    if (h, w) == (H, W):
-        return frames
-    if H % h == 0 and W % w == 0:
-        fy, fx = H // h, W // w
-        x = frames.reshape(T, h, fy, w, fx, 3).astype(np.float32).mean(axis=(2, 4))
-        return np.round(x).astype(np.uint8)
-    if h % H == 0 and w % W == 0:
-        return frames.repeat(h // H, axis=1).repeat(w // W, axis=2)
-    from PIL import Image
-    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
 
 
 def load_corpus(corpus_dir: str | Path, size: tuple[int, int] | None = None, games: tuple[str, ...] | None = None,

@@ -20,6 +20,7 @@ import numpy as np
 from overlays import Layout
 from planner.world_model import (Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, fit_frames,
                                  frames_needed, resample_clip)
+from worldmodel.frames import resize_frames
 
 #: which shipped checkpoint serves which overlay layout
 BUNDLED_FOR_LAYOUT = {"arrows": "arrows", "mouse": "mouse"}
@@ -113,14 +114,16 @@ class BundledWorldModel(WorldModel):
         clip = resample_clip(context.frames, context.fps, fps)[-self.k:]
         if len(clip) < self.k:
             clip = np.concatenate([np.repeat(clip[:1], self.k - len(clip), 0), clip])
-        fitted, undo = fit_frames(clip, self.size, mode="resize")
+        # resampled as the training corpus was (worldmodel.frames); outputs go back to the context's size
+        _, undo = fit_frames(clip[:1], self.size, mode="resize")
+        fitted = resize_frames(clip, self.size)
         ctx = self._to_unit(fitted)[None].expand(n, -1, -1, -1, -1).contiguous()
         text = self._embed(prompt, n)
         goal = None
         if goals:
             # the model was trained with the episode's goal frame (where it should end up); the offset
             # only sets how far the planner imagines, not what the network sees
-            g, _ = fit_frames(goals[-1].image[None], self.size, mode="resize")
+            g = resize_frames(goals[-1].image[None], self.size)
             goal = self._to_unit(g).expand(n, -1, -1, -1).contiguous()
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2 ** 63)))
