@@ -291,8 +291,6 @@ def start_pointer(game: str, seed, rect: tuple[int, int, int, int], scale: int) 
 
 def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, title) -> dict:
     """One episode in a real window under X11: mss capture, pynput input, safety on."""
-    import numpy as np
-
     from controllers import PynputExecutor, SafetyConfig, ScreenCapture, check_display
     from games.window import WindowProcess
     from planner.loop import run_realtime, run_stepped
@@ -308,8 +306,9 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
         while cap is None:
             try:
                 # the game window hides the OS cursor and draws its own pointer: drawing one more would
-                # put a second pointer, of another size, into the frames the model sees
-                cap = ScreenCapture(window=wtitle, include_pointer=False)
+                # put a second pointer, of another size, into the frames the model sees. Each game pixel
+                # is scale x scale screen pixels: block-averaged back, the frames are the game's own.
+                cap = ScreenCapture(window=wtitle, include_pointer=False, downscale=c.scale)
                 frame, _ = cap.grab()
                 if frame.max() == 0:
                     cap.close()
@@ -322,13 +321,8 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
                     raise UsageError("the game window did not appear within 20 s; check that the X display works")
                 time.sleep(0.1)
         try:
-            goals = ()
-            if goal_img is not None:  # the goal at the window's scale
-                g = goal_img.repeat(c.scale, 0).repeat(c.scale, 1) if goal_img.shape[0] * c.scale != frame.shape[0] else goal_img
-                from overlays import NOOP, render_overlay
-                game_h = g.shape[0] - layout.strip_height(g.shape[1])
-                g = render_overlay(np.ascontiguousarray(g[:game_h]), NOOP, layout) if g.shape[1] == frame.shape[1] else g
-                goals = (GoalFrame(g, c.goal_offset),)
+            # the frames are at the game's size, so the goal (an overlaid game frame) is used as it is
+            goals = (GoalFrame(goal_img, c.goal_offset),) if goal_img is not None else ()
             agent = make_agent(c, model, layout, prompt, goals)
             r = cap.rect
             from pynput.mouse import Controller

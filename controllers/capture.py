@@ -54,15 +54,22 @@ class ScreenCapture:
         window: a window title (exact, else case-insensitive substring), found in the X window tree,
             so it works without a window manager; the capture follows the window when it moves.
         include_pointer: draw a small arrow where the mouse pointer is (layouts with a mouse need it).
+        downscale: average each ``downscale`` x ``downscale`` block of screen pixels into one frame
+            pixel (default 1: the screen's own pixels). A window that shows a game at ``s`` screen
+            pixels per game pixel, captured with ``downscale=s``, gives the game's own frames back.
 
     Raises:
-        ControllerError: no display, a Wayland session, a region outside the screen, an unknown window.
+        ControllerError: no display, a Wayland session, a region outside the screen, an unknown window,
+            a region whose sides are not whole multiples of ``downscale``.
     """
 
     def __init__(self, monitor: int | None = None, region: tuple[int, int, int, int] | None = None,
-                 window: str | None = None, include_pointer: bool = False):
+                 window: str | None = None, include_pointer: bool = False, downscale: int = 1):
         if sum(v is not None for v in (monitor, region, window)) > 1:
             raise ControllerError("pass only one of monitor, region or window to ScreenCapture")
+        if int(downscale) != downscale or downscale < 1:
+            raise ControllerError(f"downscale must be a whole number of screen pixels per frame pixel, got {downscale}")
+        self.downscale = int(downscale)
         check_display()
         try:
             import mss
@@ -92,6 +99,11 @@ class ScreenCapture:
         except BaseException:
             self.close()
             raise
+        if self.rect.width % self.downscale or self.rect.height % self.downscale:
+            w, h = self.rect.width, self.rect.height
+            self.close()
+            raise RegionError(f"the captured {w}x{h} pixels do not divide into {self.downscale}x{self.downscale} "
+                              f"blocks: capture a region whose sides are multiples of {self.downscale}")
 
     # ---- setup -------------------------------------------------------------------------------
     def _check_region(self, region) -> Rect:
@@ -129,8 +141,8 @@ class ScreenCapture:
     # ---- grabbing ----------------------------------------------------------------------------
     @property
     def size(self) -> tuple[int, int]:
-        """``(width, height)`` of the frames, pixels."""
-        return self.rect.width, self.rect.height
+        """``(width, height)`` of the frames, pixels (the region's, divided by ``downscale``)."""
+        return self.rect.width // self.downscale, self.rect.height // self.downscale
 
     def grab(self) -> tuple[np.ndarray, float]:
         """One frame.
@@ -153,6 +165,11 @@ class ScreenCapture:
             if self.include_pointer:
                 p = self._xd.screen().root.query_pointer()
                 draw_pointer(frame, p.root_x - r.left, p.root_y - r.top)
+        f = self.downscale
+        if f > 1:
+            h, w = frame.shape[0] // f, frame.shape[1] // f
+            blocks = frame.reshape(h, f, w, f, 3).astype(np.float32).mean(axis=(1, 3))
+            frame = np.round(blocks).astype(np.uint8)
         return frame, t
 
     def close(self) -> None:

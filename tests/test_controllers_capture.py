@@ -152,3 +152,32 @@ def test_draw_pointer_has_a_black_outline_and_a_white_fill_and_clips():
     draw_pointer(edge, 8, 8)  # mostly outside: clipped, no error
     draw_pointer(edge, -50, -50)
     assert (edge != 128).any()
+
+
+def test_downscale_gives_a_scaled_game_window_back_at_the_games_own_pixels(xvfb_display):
+    """``reach`` in a real window at 3 screen pixels per game pixel, captured with ``downscale=3``, is
+    the frame the game renders in-process, pixel for pixel."""
+    import games
+    from games.window import WindowProcess
+    want, _ = games.make("reach").reset(seed=10_000_005)
+    with WindowProcess("reach", seed=10_000_005, mode="sync", scale=3, title="framepilot downscale test"):
+        cap = _wait(lambda: _try_capture("framepilot downscale test", 3), timeout=15)
+        assert cap is not None, "the game window did not appear"
+        with cap:
+            assert cap.size == (128, 128)
+            assert _wait(lambda: np.array_equal(cap.grab()[0], want), timeout=5)
+    with pytest.raises(ControllerError, match="whole number"):
+        ScreenCapture(region=(0, 0, 64, 64), downscale=1.5)
+    with pytest.raises(RegionError, match="multiples of 3"):
+        ScreenCapture(region=(0, 0, 64, 63), downscale=3)
+
+
+def _try_capture(title, downscale):
+    try:
+        cap = ScreenCapture(window=title, downscale=downscale)
+    except ControllerError:
+        return None
+    if cap.grab()[0].max() == 0:  # mapped but not drawn yet
+        cap.close()
+        return None
+    return cap
