@@ -112,6 +112,10 @@ def test_record_resumes_and_guards_its_inputs(tmp_path):
     assert json.loads((tmp_path / "buttons" / "ep_0" / "meta.json").read_text())["click_margin"] == 0
     with pytest.raises(ValueError, match="--click-margin 0"):  # resuming must not mix demonstrators
         record_scripted("buttons", 2, tmp_path / "buttons", progress=False)
+    meta_path = tmp_path / "buttons" / "ep_0" / "meta.json"  # an episode from before the margin was recorded
+    meta_path.write_text(json.dumps({k: v for k, v in json.loads(meta_path.read_text()).items() if k != "click_margin"}))
+    with pytest.raises(ValueError, match="--click-margin 0"):
+        record_scripted("buttons", 2, tmp_path / "buttons", progress=False)
 
 
 def test_load_corpus(tmp_path):

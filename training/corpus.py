@@ -14,8 +14,9 @@ episode folder ``ep_<seed>/`` holds:
   ``format_version``, ``game``, ``seed``, ``prompt`` (str or null), ``fps``, ``layout``
   (``Layout.to_dict()``), ``overlay_version``, ``frame_shape`` ([H, W, 3] with the overlay),
   ``n_frames``, ``success`` (bool), ``steps`` (env steps taken), ``has_goal``, and for scripted
-  episodes ``noise``, ``split``, ``initial_state`` and ``final_state`` (the game's ``info["state"]``).
-  ``interrupted: true`` marks an episode closed by an exception (its frames are still valid).
+  episodes ``noise``, ``split``, ``initial_state`` and ``final_state`` (the game's ``info["state"]``),
+  and for mouse games ``click_margin`` (``games.demonstrators``; absent in episodes recorded before
+  it existed, which clicked with margin 0). ``interrupted: true`` marks an episode closed by an exception (its frames are still valid).
 - ``goal.png``: only when the episode has a goal frame (``reach-goal``): the goal frame with the
   overlay drawn for a no-op action, RGB PNG, same shape as the frames.
 
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from overlays import NOOP, OVERLAY_VERSION, Action, Layout, render_overlay
-from worldmodel.frames import resize_frames  # noqa: F401  (the corpus is loaded at the model's size with it)
+from worldmodel.frames import resize_frames
 
 FORMAT_VERSION = 1
 VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "meta.json", "goal.png"
@@ -319,7 +320,7 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
                 raise ValueError(f"{out_dir} already holds {meta.get('game')} episodes; record each game into "
                                  f"its own folder, e.g. {out_dir.parent / game}")
             if has_mouse and meta.get("click_margin", 0) != click_margin:
-                raise ValueError(f"{out_dir} holds episodes recorded with --click-margin {meta['click_margin']}, "
+                raise ValueError(f"{out_dir} holds episodes recorded with --click-margin {meta.get('click_margin', 0)}, "
                                  f"not {click_margin}; record into another folder or pass the same margin")
             if meta.get("interrupted"):
                 import shutil
