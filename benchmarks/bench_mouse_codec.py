@@ -20,14 +20,15 @@ from games.demonstrators import Demonstrator
 from games.heldout import EVAL_SEEDS
 from overlays import Action, Layout, read_overlay, render_overlay
 from planner.world_model import fit_frames
+from worldmodel.frames import resize_frames
 
 SIZES = ((40, 32), (60, 48), (80, 64))
 
 
 def round_trip(action: Action, layout: Layout, size, base: np.ndarray) -> Action:
-    frame = render_overlay(base, action, layout)
-    small, undo = fit_frames(frame[None], size, mode="resize")
-    return read_overlay(undo(small)[0], layout).action
+    frame = render_overlay(base, action, layout)[None]
+    _, undo = fit_frames(frame, size, mode="resize")  # back up as the bundled backend does
+    return read_overlay(undo(resize_frames(frame, size))[0], layout).action  # down as in training
 
 
 def main(argv=None) -> int:
