@@ -330,8 +330,9 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
             # start (moving it would be the agent's first input)
             Controller().position = start_pointer(c.game, seed, (r.left, r.top, r.width, r.height), c.scale)
             safety = SafetyConfig(countdown=0.0, status=lambda msg: None)
-            # the model's arrows are in game pixels; the window shows each as scale x scale screen pixels
-            executor = PynputExecutor.for_capture(cap, layout, safety, mouse_scale=c.scale)
+            # the model's arrows are in game pixels, the capture's frame pixels: the executor moves the
+            # pointer c.scale screen pixels per game pixel (the capture's downscale)
+            executor = PynputExecutor.for_capture(cap, layout, safety)
             recorder = RunRecorder(out, fps=10, gif=c.gif) if c.record else None
             try:
                 with executor, LiveStatus(title + " · real window", enabled=not c.quiet) as status:

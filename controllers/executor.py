@@ -411,9 +411,12 @@ class PynputExecutor(Executor):
 
     @classmethod
     def for_capture(cls, capture, layout, safety: SafetyConfig | None = None,
-                    mouse_scale: float = 1.0) -> "PynputExecutor":
+                    mouse_scale: float | None = None) -> "PynputExecutor":
         """An executor confined to ``capture``'s region and guarding its window, if it captures one
-        (``mouse_scale``: screen pixels per overlay pixel of mouse velocity, see ``Executor``)."""
+        (``mouse_scale``: screen pixels per overlay pixel of mouse velocity, see ``Executor``; by
+        default the capture's ``downscale``, so the pointer moves in pixels of the frames it gives)."""
+        if mouse_scale is None:
+            mouse_scale = getattr(capture, "downscale", 1)
         if not mouse_scale > 0:
             raise ControllerError(f"mouse_scale must be a positive number of screen pixels per overlay pixel, "
                                   f"got {mouse_scale}")

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from controllers import ControllerError, FrameSource, NoDisplayError, PynputExecutor, RegionError, ScreenCapture, \
-    WaylandError, WindowNotFoundError, draw_pointer
+from controllers import ControllerError, FrameSource, NoDisplayError, PynputExecutor, RegionError, SafetyConfig, \
+    ScreenCapture, WaylandError, WindowNotFoundError, draw_pointer
 from controllers.display import NO_DISPLAY
 from overlays import Layout
 
@@ -166,6 +166,11 @@ def test_downscale_gives_a_scaled_game_window_back_at_the_games_own_pixels(xvfb_
         with cap:
             assert cap.size == (128, 128)
             assert _wait(lambda: np.array_equal(cap.grab()[0], want), timeout=5)
+            safety = SafetyConfig(countdown=0.0, guardian=False, hotkeys=False, exit_handlers=False,
+                                  status=lambda m: None)
+            mouse = Layout.preset("mouse")  # its executor moves the pointer in the frames' pixels by default
+            assert PynputExecutor.for_capture(cap, mouse, safety).mouse_scale == 3
+            assert PynputExecutor.for_capture(cap, mouse, safety, mouse_scale=1.5).mouse_scale == 1.5
     with pytest.raises(ControllerError, match="whole number"):
         ScreenCapture(region=(0, 0, 64, 64), downscale=1.5)
     with pytest.raises(RegionError, match="multiples of 3"):
