@@ -303,6 +303,7 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
     with WindowProcess(c.game, seed=seed, mode=c.mode, scale=c.scale, title=wtitle) as win:
         cap = None
         deadline = time.monotonic() + 20
+        win.wait_shown(20)  # (what lies there before its first frame is not the game)
         while cap is None:
             try:
                 # the game window hides the OS cursor and draws its own pointer: drawing one more would

@@ -126,6 +126,7 @@ class ScreenCapture:
         return Rect(m["left"], m["top"], m["width"], m["height"])
 
     def _window_rect_on_screen(self) -> Rect:
+        self._check_window_shown()
         import Xlib.error
         try:
             r = window_rect(self._xd, self.window)
@@ -137,6 +138,18 @@ class ScreenCapture:
             raise RegionError(f"the window {self.title!r} ({r}) lies outside the screen, which is {self.screen}: "
                               "move it onto the screen")
         return Rect(left, top, right - left, bottom - top)
+
+    def _check_window_shown(self) -> None:
+        """Raise ``ControllerError`` when the window is gone or no longer mapped (a closing program
+        unmaps its window before destroying it, and the screen there then shows what lies below)."""
+        import Xlib.X
+        import Xlib.error
+        try:
+            shown = self.window.get_attributes().map_state == Xlib.X.IsViewable
+        except Xlib.error.XError:
+            shown = False
+        if not shown:
+            raise ControllerError(f"the window {self.title!r} was closed: open it again")
 
     # ---- grabbing ----------------------------------------------------------------------------
     @property
@@ -162,6 +175,9 @@ class ScreenCapture:
             shot = self._sct.grab({"left": r.left, "top": r.top, "width": r.width, "height": r.height})
             bgrx = np.frombuffer(shot.raw, np.uint8).reshape(r.height, r.width, 4)
             frame = np.ascontiguousarray(bgrx[:, :, 2::-1])
+            if self.window is not None:
+                # still shown after the grab, so the grab saw the window and not what lay below it
+                self._check_window_shown()
             if self.include_pointer:
                 p = self._xd.screen().root.query_pointer()
                 draw_pointer(frame, p.root_x - r.left, p.root_y - r.top)

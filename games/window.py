@@ -293,6 +293,14 @@ class WindowProcess:
         with self._cond:
             self._cond.notify_all()
 
+    def wait_shown(self, timeout: float) -> bool:
+        """Block until the window has shown its first frame (its step-0 line, printed after the first
+        flip) or has exited. Before that, the screen where it lies can still show whatever was there
+        before it opened (another program's window, an earlier game): nothing to capture."""
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self.lines) or self.proc.poll() is not None, timeout) \
+                and bool(self.lines)
+
     def mark_step(self) -> None:
         """Remember how many steps the game has reported (call before sending the input)."""
         with self._cond:

@@ -110,8 +110,10 @@ class OracleStandIn(WorldModel):
         if target is None and goals:
             target, _ = self.parse(goals[0].image)
         if marker is None or target is None:
-            raise ValueError("the stand-in cannot find the marker and the target in the last context frame; "
-                             "it only plays the reach game (or reach-goal with a goal frame)")
+            missing = " and ".join(n for n, v in (("the marker", marker), ("the target", target)) if v is None)
+            raise ValueError(f"the stand-in cannot find {missing} in the last context frame "
+                             f"({last.shape[1]}x{last.shape[0]}, {len(np.unique(last.reshape(-1, 3), axis=0))} "
+                             "colours); it only plays the reach game (or reach-goal with a goal frame)")
         F = frames_needed(rollout_length, self.capabilities.native_fps)
         n_bad = int(np.floor(self.corrupt * n))
         n_bad += int(rng.random() < self.corrupt * n - n_bad)

@@ -106,6 +106,33 @@ def test_frame_steps_change_only_the_imagined_game_area(tiny_checkpoint):
         BundledWorldModel(str(tiny_checkpoint), frame_steps=0)
 
 
+def test_rollouts_of_one_decision_share_one_game_area_pass(tiny_checkpoint):
+    """``shared``: rows with the same context, prompt and goal get their conditions and their 1-step game
+    area computed once (the first row's), while each row keeps its own strip, equal to the unshared one's."""
+    net = BundledWorldModel(str(tiny_checkpoint)).net
+    rows = net.config.strip_rows
+    ctx = (torch.rand(1, net.config.context_frames, 3, *net.config.sample_size) * 2 - 1).expand(5, -1, -1, -1, -1)
+    text, goal = torch.randn(1, 384).expand(5, -1), (torch.rand(1, 3, *net.config.sample_size) * 2 - 1).expand(5, -1, -1, -1)
+    calls = []
+    hook = net.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    kw = dict(steps=3, frame_steps=1)
+    own = net.sample(ctx, text, goal, generator=torch.Generator().manual_seed(3), **kw)
+    shared = net.sample(ctx, text, goal, generator=torch.Generator().manual_seed(3), shared=True, **kw)
+    hook.remove()
+    assert calls == [5, 1]  # one UNet pass over 5 rollouts, then one over 1
+    assert torch.allclose(shared[..., rows:, :], own[..., rows:, :], atol=1e-4)
+    assert torch.allclose(shared[0, :, :rows], own[0, :, :rows], atol=1e-4)
+    assert all(torch.equal(shared[i, :, :rows], shared[0, :, :rows]) for i in range(5))
+    assert not torch.allclose(own[1, :, :rows], own[0, :, :rows])  # unshared rows imagine their own
+    # through the backend: the same actions read either way, and several frames still work
+    clip, _ = clip_of("coins")
+    on, off = BundledWorldModel(str(tiny_checkpoint)), BundledWorldModel(str(tiny_checkpoint), share_first_frame=False)
+    a = on(clip, n=4, seed=3, rollout_length=0.2, prompt="collect the red coin").frames
+    b = off(clip, n=4, seed=3, rollout_length=0.2, prompt="collect the red coin").frames
+    assert a.shape == b.shape and a.shape[:2] == (4, 2)
+    assert [read_overlay(f[0], ARROWS).action for f in a] == [read_overlay(f[0], ARROWS).action for f in b]
+
+
 def test_context_and_goal_are_resampled_as_the_training_corpus_was(tiny_checkpoint):
     """The network sees ``worldmodel.frames.resize_frames`` of the context and goal (what the corpus
     loader gives it in training), also at a size that is no whole multiple of the model's."""

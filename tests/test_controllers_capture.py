@@ -102,6 +102,30 @@ def test_window_capture_follows_the_window_and_substring_titles_match(make_probe
         assert _wait(lambda: (cap.grab(), cap.rect)[1].as_tuple() == (340, 310, 120, 90))
 
 
+def test_a_window_that_is_unmapped_or_closed_is_never_grabbed(make_probe):
+    """A closing program unmaps its window first; a grab then would show whatever lies below it."""
+    probe = make_probe("framepilot-closing", pos=(120, 120), size=(100, 80))
+    with ScreenCapture(window="framepilot-closing") as cap:
+        cap.grab()
+        cap.window.unmap()
+        cap._xd.sync()
+        with pytest.raises(ControllerError, match="'framepilot-closing' was closed"):
+            cap.grab()
+        cap.window.map()
+        cap._xd.sync()
+        assert cap.grab()[0].shape == (80, 100, 3)
+        probe.close()
+        assert _wait(lambda: _raises(cap.grab, ControllerError)), "a destroyed window was still grabbed"
+
+
+def _raises(fn, exc) -> bool:
+    try:
+        fn()
+    except exc:
+        return True
+    return False
+
+
 def test_pointer_is_drawn_where_it_is(xvfb_display, human):
     human.warp(50, 40)
     with ScreenCapture(region=(0, 0, 200, 100), include_pointer=True) as with_p, \

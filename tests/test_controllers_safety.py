@@ -92,14 +92,33 @@ def test_pause_hotkey_pauses_and_resumes(xvfb_display, human):
 
 def test_stop_during_countdown_prevents_any_input(xvfb_display, human):
     import threading
-    timer = threading.Timer(0.3, lambda: human.tap("F12"))
-    timer.start()
-    ex = PynputExecutor(Layout.preset("arrows"), safety=_safety(countdown=3.0))
-    t0 = time.monotonic()
-    with pytest.raises(AgentStopped, match="before starting"):
-        ex.start()
-    assert time.monotonic() - t0 < 1.0
-    timer.join()
+    announced = threading.Event()
+
+    def status(msg):
+        if msg.startswith("agent takes control in"):
+            announced.set()
+
+    ex = PynputExecutor(Layout.preset("arrows"), safety=_safety(countdown=3.0, status=status))
+    tapped = []
+
+    def press_stop_during_the_countdown():
+        # the person presses F12 once the countdown is announced (the hotkey listener is up by then;
+        # on a loaded machine that can take longer than a fixed delay would allow)
+        if announced.wait(10):
+            time.sleep(0.3)
+            tapped.append(time.monotonic())
+            human.tap("F12")
+
+    presser = threading.Thread(target=press_stop_during_the_countdown)
+    presser.start()
+    try:
+        with pytest.raises(AgentStopped, match="before starting"):
+            ex.start()
+    finally:
+        announced.set()
+        presser.join()
+    assert tapped and time.monotonic() - tapped[0] < 1.0, "the stop came long after F12"
+    assert human.keys_down() == set()
 
 
 # ---- corner failsafe -------------------------------------------------------------------------

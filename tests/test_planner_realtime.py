@@ -53,9 +53,13 @@ class GameWindow:
         self._thread.join(timeout=2)
 
 
-def open_capture(title: str, timeout: float = 20.0):
+def open_capture(title: str, window: GameWindow, timeout: float = 20.0):
     from controllers import ScreenCapture, WindowNotFoundError
     deadline = time.monotonic() + timeout
+    # the step-0 line comes after the game's first flip; until then the screen there can still show an
+    # earlier test's window (no window manager paints a new window's background)
+    while not window.lines and time.monotonic() < deadline and window.proc.poll() is None:
+        time.sleep(0.02)
     while True:
         try:
             cap = ScreenCapture(window=title)
@@ -79,7 +83,7 @@ def test_realtime_loop_plays_a_real_window(xvfb_display, human):
     # Walls absorb that overshoot at a corner target; elsewhere the marker can oscillate around it.
     window = GameWindow(seed=135)
     try:
-        cap = open_capture(TITLE)
+        cap = open_capture(TITLE, window)
         r = cap.rect
         human.warp(r.left + r.width // 2, r.top + r.height // 2)  # focus follows the pointer without a window manager
         safety = SafetyConfig(countdown=0.0, hotkeys=False, guardian=False, exit_handlers=False,

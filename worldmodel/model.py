@@ -229,7 +229,8 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def sample(self, context: torch.Tensor, text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
                steps: int = 3, generator: torch.Generator | None = None,
-               scheduler: EDMEulerScheduler | None = None, frame_steps: int | None = None) -> torch.Tensor:
+               scheduler: EDMEulerScheduler | None = None, frame_steps: int | None = None,
+               shared: bool = False) -> torch.Tensor:
         """Sample the next frame: (B, K, 3, H, W) context -> (B, 3, H, W) in [-1, 1].
 
         ``steps`` Euler steps for the frame; with ``strip_head``, ``frame_steps`` (when given and
@@ -237,16 +238,31 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         denoiser never sees the noisy game area, so the strip (where the agent reads its action) is
         exactly what it would be at any ``frame_steps`` for the same noise; only the imagined game
         area changes (one step gives the model's mean estimate of it, a third of the time).
+
+        ``shared``: the caller promises that all B rows have the same context, prompt and goal (the
+        rollouts of one decision). Their conditions (masked context, keypoints) are computed once,
+        and with ``strip_head`` and ``frame_steps`` the game area is imagined once, from the first
+        row's noise, and given to every row; each row still samples its own strip, so B rollouts cost
+        one UNet pass instead of B. The strips are those of the unshared call up to float rounding.
         """
         scheduler = scheduler or make_scheduler()
         b, _, c, h, w = context.shape
         x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
-        cond = self.conditions(context, text, goal, None, x)
+        if shared:
+            one = self.conditions(context[:1], None if text is None else text[:1], None if goal is None else goal[:1],
+                                  None, x[:1])
+            cond = {k: v.expand(b, *v.shape[1:]) for k, v in one.items()}
+        else:
+            one = cond = self.conditions(context, text, goal, None, x)
         if not self.config.strip_head or frame_steps is None or frame_steps == steps:
             return self._euler(lambda xt, sig: self(xt, sig, context, text, goal, cond=cond), x, steps, scheduler)
         rows = self.config.strip_rows
         strip = self._euler(lambda xt, sig: self.denoise_strip(xt, sig, cond), x[..., rows:, :], steps, scheduler)
-        game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, cond), x, frame_steps, scheduler)
+        if shared:
+            game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, one), x[:1], frame_steps, scheduler)
+            game = game.expand(b, -1, -1, -1)
+        else:
+            game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, cond), x, frame_steps, scheduler)
         return torch.cat([game[..., :rows, :], strip], -2)
 
     @staticmethod

@@ -51,11 +51,19 @@ class BundledWorldModel(WorldModel):
             more steps only sharpen the imagined game (worth it for rollouts of several frames,
             whose later frames are predicted from the earlier ones). None: ``denoise_steps``.
         device: torch device (``"cpu"`` default; ``"cuda"`` works).
+        share_first_frame: the rollouts' first predicted frame is conditioned on the same context,
+            prompt and goal for all of them, so compute those conditions once and (when
+            ``frame_steps`` differs from ``denoise_steps``) imagine its game area once, from the first
+            rollout's noise; every rollout still samples its own overlay strip, where its action is
+            read. N rollouts then cost one UNet pass instead of N, and the actions read are those of
+            the unshared model up to float rounding. The rollouts' first frames then show the same
+            game area. False: every rollout imagines its own.
     """
 
     name = "framepilot-bundled"
 
-    def __init__(self, model: str = "arrows", denoise_steps: int = 3, device: str = "cpu", frame_steps: int | None = 1):
+    def __init__(self, model: str = "arrows", denoise_steps: int = 3, device: str = "cpu", frame_steps: int | None = 1,
+                 share_first_frame: bool = True):
         import torch
         from worldmodel.checkpoints import load
         from worldmodel.model import make_scheduler
@@ -69,6 +77,7 @@ class BundledWorldModel(WorldModel):
         self.net.to(self.device)
         self.denoise_steps = denoise_steps
         self.frame_steps = denoise_steps if frame_steps is None else frame_steps
+        self.share_first_frame = bool(share_first_frame)
         self.scheduler = make_scheduler()
         self.layout = Layout.from_dict(self.meta["layout"])
         self.size = tuple(self.meta["size"])
@@ -130,9 +139,10 @@ class BundledWorldModel(WorldModel):
         t1 = time.perf_counter()
         out = []
         with torch.inference_mode():
-            for _ in range(frames_needed(rollout_length, fps)):
+            for f in range(frames_needed(rollout_length, fps)):
+                # the first frame's conditions are the same for every rollout (one context, prompt, goal)
                 x = self.net.sample(ctx, text, goal, steps=self.denoise_steps, generator=gen, scheduler=self.scheduler,
-                                    frame_steps=self.frame_steps)
+                                    frame_steps=self.frame_steps, shared=self.share_first_frame and f == 0)
                 out.append(x)
                 ctx = torch.cat([ctx[:, 1:], x[:, None]], 1)
         t2 = time.perf_counter()
