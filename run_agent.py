@@ -152,25 +152,35 @@ def _check_plan(c: PlanOptions) -> None:
 
 
 # ---- shared pieces ------------------------------------------------------------------------------------
-def load_goal_image(path: str, frame_shape: tuple[int, int], layout):
-    """The goal image at ``path`` as an overlaid frame of ``frame_shape`` (game frame H, W).
-
-    A screenshot of the game (any size: it is resized) gets a no-op overlay; an image that already
-    has the overlay strip (the shape of an overlaid frame) is used as it is.
-    """
+def read_goal_image(path: str):
+    """The goal image at ``path`` as (H, W, 3) uint8 RGB; a missing or unreadable file is a ``UsageError``
+    (called before the model loads, so a bad path costs no wait)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
-
-    from overlays import NOOP, render_overlay
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"goal image {path} does not exist; pass the path of a PNG or JPEG screenshot")
     try:
         with Image.open(p) as im:
             im.load()
-            img = np.asarray(im.convert("RGB"))
+            return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise UsageError(f"goal image {path} could not be read ({type(e).__name__}): pass an intact PNG or JPEG") from None
+
+
+def load_goal_image(path: str, frame_shape: tuple[int, int], layout, img=None):
+    """The goal image at ``path`` (or ``img``, already read from it) as an overlaid frame of
+    ``frame_shape`` (game frame H, W).
+
+    A screenshot of the game (any size: it is resized) gets a no-op overlay; an image that already
+    has the overlay strip (the shape of an overlaid frame) is used as it is.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from overlays import NOOP, render_overlay
+    if img is None:
+        img = read_goal_image(path)
     h, w = frame_shape
     framed_h = h + layout.strip_height(w)
     if img.shape[:2] == (framed_h, w):
@@ -231,6 +241,7 @@ def play(c: PlayConfig) -> dict:
 
     env = games.make(c.game, render_mode="rgb_array")
     layout = Layout.preset(env.layout_name)
+    goal_file = read_goal_image(c.goal) if c.goal else None
     model = make_model(c, layout)
     results = []
     for e in range(c.episodes):
@@ -239,7 +250,7 @@ def play(c: PlayConfig) -> dict:
         prompt = c.prompt if c.prompt is not None else info.get("prompt")
         goal_img = None
         if c.goal:
-            goal_img = load_goal_image(c.goal, obs.shape[:2], layout)
+            goal_img = load_goal_image(c.goal, obs.shape[:2], layout, goal_file)
         elif info.get("goal_frame") is not None:
             from overlays import NOOP, render_overlay
             goal_img = render_overlay(info["goal_frame"], NOOP, layout)
@@ -374,12 +385,14 @@ def screen(c: ScreenConfig) -> dict:
             assert len(region) == 4
         except (ValueError, AssertionError):
             raise UsageError(f"--region must be L,T,W,H in screen pixels, e.g. 0,0,640,480; got {c.region!r}") from None
-    model = make_model(c, layout)
+    goal_file = read_goal_image(c.goal) if c.goal else None
+    # the screen first: no display, a region off the screen or no such window is said before the model loads
     with ScreenCapture(region=region, window=c.window, include_pointer=layout.has_mouse) as cap:
+        model = make_model(c, layout)
         frame, _ = cap.grab()
         goals = ()
         if c.goal:
-            goals = (GoalFrame(load_goal_image(c.goal, frame.shape[:2], layout), c.goal_offset),)
+            goals = (GoalFrame(load_goal_image(c.goal, frame.shape[:2], layout, goal_file), c.goal_offset),)
         agent = make_agent(c, model, layout, c.prompt, goals)
         out = run_folder(c, "screen")
         title = f"framepilot screen {c.window or c.region or 'monitor 1'} · {model.name}"

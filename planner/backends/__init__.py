@@ -78,7 +78,9 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
         if untrained:
             return BundledWorldModel.untrained(spec, seed=0, device=device or "cpu", **kw)
         return BundledWorldModel(spec, device=device or "cpu", **kw)
-    from planner.backends.loading import DiffusersConfig
+    from planner.backends.loading import DiffusersConfig, _looks_like_path, _not_found
+    if _looks_like_path(spec) and not os.path.exists(os.path.expanduser(spec)):
+        raise _not_found(spec)  # before torch and diffusers load: a mistyped path costs no wait
     config = DiffusersConfig(spec, device=device)
     if family == "wan":
         from planner.backends.wan import WanBackend, WanSettings
