@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 
 from overlays import Action, Layout, LayoutError, PRESETS, draw_sticky_note, read_overlay, render_overlay
 
-N_ACTIONS = 1000
+N_ACTIONS = 500  # per preset and perturbation: 1,000-4,500 key and button readings each
 
 
 def random_action(layout, rng):
