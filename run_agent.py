@@ -168,9 +168,8 @@ def read_goal_image(path: str):
         raise UsageError(f"goal image {path} could not be read ({type(e).__name__}): pass an intact PNG or JPEG") from None
 
 
-def load_goal_image(path: str, frame_shape: tuple[int, int], layout, img=None):
-    """The goal image at ``path`` (or ``img``, already read from it) as an overlaid frame of
-    ``frame_shape`` (game frame H, W).
+def fit_goal_image(img, frame_shape: tuple[int, int], layout):
+    """A goal image (``read_goal_image``) as an overlaid frame of ``frame_shape`` (game frame H, W).
 
     A screenshot of the game (any size: it is resized) gets a no-op overlay; an image that already
     has the overlay strip (the shape of an overlaid frame) is used as it is.
@@ -179,8 +178,6 @@ def load_goal_image(path: str, frame_shape: tuple[int, int], layout, img=None):
     from PIL import Image
 
     from overlays import NOOP, render_overlay
-    if img is None:
-        img = read_goal_image(path)
     h, w = frame_shape
     framed_h = h + layout.strip_height(w)
     if img.shape[:2] == (framed_h, w):
@@ -241,7 +238,7 @@ def play(c: PlayConfig) -> dict:
 
     env = games.make(c.game, render_mode="rgb_array")
     layout = Layout.preset(env.layout_name)
-    goal_file = read_goal_image(c.goal) if c.goal else None
+    goal_pixels = read_goal_image(c.goal) if c.goal else None
     model = make_model(c, layout)
     results = []
     for e in range(c.episodes):
@@ -250,7 +247,7 @@ def play(c: PlayConfig) -> dict:
         prompt = c.prompt if c.prompt is not None else info.get("prompt")
         goal_img = None
         if c.goal:
-            goal_img = load_goal_image(c.goal, obs.shape[:2], layout, goal_file)
+            goal_img = fit_goal_image(goal_pixels, obs.shape[:2], layout)
         elif info.get("goal_frame") is not None:
             from overlays import NOOP, render_overlay
             goal_img = render_overlay(info["goal_frame"], NOOP, layout)
@@ -314,7 +311,7 @@ def _play_window(c: PlayConfig, seed, layout, model, prompt, goal_img, out, titl
     with WindowProcess(c.game, seed=seed, mode=c.mode, scale=c.scale, title=wtitle) as win:
         cap = None
         deadline = time.monotonic() + 20
-        win.wait_shown(20)  # (what lies there before its first frame is not the game)
+        win.wait_shown(20)  # what lies there before its first frame is not the game (an exit is said below)
         while cap is None:
             try:
                 # the game window hides the OS cursor and draws its own pointer: drawing one more would
@@ -385,14 +382,14 @@ def screen(c: ScreenConfig) -> dict:
             assert len(region) == 4
         except (ValueError, AssertionError):
             raise UsageError(f"--region must be L,T,W,H in screen pixels, e.g. 0,0,640,480; got {c.region!r}") from None
-    goal_file = read_goal_image(c.goal) if c.goal else None
+    goal_pixels = read_goal_image(c.goal) if c.goal else None
     # the screen first: no display, a region off the screen or no such window is said before the model loads
     with ScreenCapture(region=region, window=c.window, include_pointer=layout.has_mouse) as cap:
         model = make_model(c, layout)
         frame, _ = cap.grab()
         goals = ()
         if c.goal:
-            goals = (GoalFrame(load_goal_image(c.goal, frame.shape[:2], layout, goal_file), c.goal_offset),)
+            goals = (GoalFrame(fit_goal_image(goal_pixels, frame.shape[:2], layout), c.goal_offset),)
         agent = make_agent(c, model, layout, c.prompt, goals)
         out = run_folder(c, "screen")
         title = f"framepilot screen {c.window or c.region or 'monitor 1'} · {model.name}"

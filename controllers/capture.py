@@ -126,7 +126,6 @@ class ScreenCapture:
         return Rect(m["left"], m["top"], m["width"], m["height"])
 
     def _window_rect_on_screen(self) -> Rect:
-        self._check_window_shown()
         import Xlib.error
         try:
             r = window_rect(self._xd, self.window)

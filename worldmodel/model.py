@@ -258,11 +258,9 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             return self._euler(lambda xt, sig: self(xt, sig, context, text, goal, cond=cond), x, steps, scheduler)
         rows = self.config.strip_rows
         strip = self._euler(lambda xt, sig: self.denoise_strip(xt, sig, cond), x[..., rows:, :], steps, scheduler)
-        if shared:
-            game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, one), x[:1], frame_steps, scheduler)
-            game = game.expand(b, -1, -1, -1)
-        else:
-            game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, cond), x, frame_steps, scheduler)
+        # shared: the first row's game area, given to every row (unshared, ``one`` is ``cond``)
+        game = self._euler(lambda xt, sig: self.denoise_unet(xt, sig, one), x[:1] if shared else x, frame_steps,
+                           scheduler).expand(b, -1, -1, -1)
         return torch.cat([game[..., :rows, :], strip], -2)
 
     @staticmethod
