@@ -4,16 +4,12 @@ OracleStandIn test double, which reads the game state from the captured frames."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 import torch
 
+from games.window import WindowProcess
 from overlays import Layout, read_overlay
 from planner import Agent, PlannerConfig, run_realtime
 from planner.standin import OracleStandIn
@@ -24,42 +20,10 @@ TITLE = "framepilot planner realtime"
 SCALE = 2
 
 
-class GameWindow:
-    """``python -m games.window reach`` in a subprocess; ``lines`` collects its JSON step lines."""
-
-    def __init__(self, seed: int, pos=(200, 150)):
-        env = dict(os.environ, SDL_AUDIODRIVER="dummy", PYGAME_HIDE_SUPPORT_PROMPT="1",
-                   SDL_VIDEO_WINDOW_POS=f"{pos[0]},{pos[1]}")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "games.window", "reach", "--seed", str(seed), "--scale", str(SCALE),
-             "--title", TITLE, "--max-seconds", "30"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.lines: list[dict] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(json.loads(line))
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._thread.join(timeout=2)
-
-
-def open_capture(title: str, window: GameWindow, timeout: float = 20.0):
+def open_capture(title: str, window: WindowProcess, timeout: float = 20.0):
     from controllers import ScreenCapture, WindowNotFoundError
     deadline = time.monotonic() + timeout
-    # the step-0 line comes after the game's first flip; until then the screen there can still show an
-    # earlier test's window (no window manager paints a new window's background)
-    while not window.lines and time.monotonic() < deadline and window.proc.poll() is None:
-        time.sleep(0.02)
+    window.wait_shown(timeout)  # before its first frame the screen there can still show an earlier window
     while True:
         try:
             cap = ScreenCapture(window=title)
@@ -81,7 +45,8 @@ def test_realtime_loop_plays_a_real_window(xvfb_display, human):
     # 0.1 s game step during which it was down at any moment, and the agent's and the game's 10 Hz
     # clocks are not in step, so one 0.1 s hold moves the marker 2 cells; the stand-in imagines 1.
     # Walls absorb that overshoot at a corner target; elsewhere the marker can oscillate around it.
-    window = GameWindow(seed=135)
+    window = WindowProcess("reach", seed=135, mode="realtime", scale=SCALE, title=TITLE, max_seconds=30,
+                           position=(200, 150))
     try:
         cap = open_capture(TITLE, window)
         r = cap.rect
