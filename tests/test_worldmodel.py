@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from overlays import Layout, read_overlay
 from worldmodel.checkpoints import MissingModel, load, read_metadata
 from worldmodel.model import FramepilotUNet
 
 torch.set_num_threads(1)
+ARROWS = Layout.preset("arrows")
+
+
+def to_pixels(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8, as the bundled backend decodes its samples."""
+    return ((x.movedim(1, -1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
 
 def tiny_net(context_frames=1, **kw):
@@ -120,6 +127,7 @@ def test_training_resumes_exactly_where_it_stopped(tiny_corpus, tmp_path):
     train(TrainConfig(out=str(tmp_path / "resumed"), steps=4, **common), progress=False)
     a = load_file(str(tmp_path / "straight" / "diffusion_pytorch_model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "diffusion_pytorch_model.safetensors"))
+    # exact: one computation repeated (same process, same batches, one thread), split at a save
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "resumed" / "training_state.json").read_text())["step"] == 4
 
@@ -210,7 +218,12 @@ def test_the_shipped_keypoints_track_the_objects_it_steers_by():
 
 def test_text_keypoints_follow_the_prompt_and_grow_from_zero():
     """Prompt-conditioned keypoints move with the prompt; a checkpoint grown to have them predicts
-    exactly what it did before (their weights in the strip denoiser start at zero)."""
+    what it did before (their weights in the strip denoiser start at zero).
+
+    The grown strip input has extra zero-weight columns, so base and grown are different networks:
+    their float32 matmuls may accumulate in another order on another CPU's kernels (exact on an
+    Intel Xeon, off in the last bits on an AMD EPYC). Their samples must agree to float32 rounding
+    carried through two Euler steps (atol 1e-5 in [-1, 1]), and give the same actions."""
     from training.train import grown
     torch.manual_seed(0)
     base = FramepilotUNet(sample_size=(40, 32), strip_rows=32, context_frames=1, block_out_channels=(16, 32, 32),
@@ -226,10 +239,12 @@ def test_text_keypoints_follow_the_prompt_and_grow_from_zero():
     ctx = frame[:, None]
     a = base.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1))
     b = net.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a, b)
+    assert torch.allclose(a, b, rtol=0, atol=1e-5), (a - b).abs().max()
+    assert [read_overlay(f, ARROWS).action for f in to_pixels(a)] == [read_overlay(f, ARROWS).action for f in to_pixels(b)]
     with torch.no_grad():
         net.strip_in.weight[:, -4:] = 1.0  # once they carry weight, they matter
-    assert not torch.equal(a, net.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1)))
+    assert not torch.allclose(a, net.sample(ctx, text, steps=2, generator=torch.Generator().manual_seed(1)),
+                              rtol=0, atol=1e-2)
     with pytest.raises(ValueError, match="text_keypoints needs strip_head"):
         FramepilotUNet(sample_size=(40, 32), strip_rows=32, keypoints=8, strip_head=False, text_keypoints=2)
 
