@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from framepilot.errors import AgentStopped, ControllerError  # noqa: F401 (re-exported)
+
 NO_DISPLAY = "no X display: start one, e.g. Xvfb, or use --dry-run"
 
 
-class ControllerError(RuntimeError):
-    """Real-machine I/O cannot go on; the message is one sentence that says how to fix it."""
 
 
 class NoDisplayError(ControllerError):
@@ -32,8 +32,6 @@ class WindowNotFoundError(ControllerError):
     pass
 
 
-class AgentStopped(ControllerError):
-    """The agent was stopped (hotkey, corner failsafe, closed window, limits); everything is released."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from framepilot.errors import LayoutError
+
 OVERLAY_VERSION = 1  # bump when the drawing changes in a way a trained model would notice
 
 # pynput ``Key`` member names (pynput 1.8, X11) so a layout can be checked without importing pynput.
@@ -26,8 +28,6 @@ def is_valid_key_name(name: str) -> bool:
     return name in PYNPUT_KEYS or (len(name) == 1 and name.isprintable() and not name.isspace())
 
 
-class LayoutError(ValueError):
-    """A layout file or preset is invalid; the message is one sentence saying how to fix it."""
 
 
 @dataclass(frozen=True)

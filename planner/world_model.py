@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from framepilot.errors import UnsupportedRequest
 
-class UnsupportedRequest(ValueError):
-    """The backend cannot do what was asked (text, goal frames, ...). One sentence."""
+
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from framepilot.errors import MissingModel
 from overlays import OVERLAY_VERSION
 
 METADATA_FILE = "framepilot.json"
@@ -20,8 +21,6 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
 BUNDLED = {"arrows": "arrows", "mouse": "mouse"}  # name -> folder under worldmodel/checkpoints
 
 
-class MissingModel(ValueError):
-    """A checkpoint that is not there or not a framepilot world model."""
 
 
 def bundled_path(name: str) -> Path:

@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from framepilot.errors import MissingModel
+
 EXAMPLE_MODELS = {
     "ltx-2b": "Lightricks/LTX-Video-0.9.5",
     "ltx-13b-distilled": "Lightricks/LTX-Video-0.9.7-distilled",
@@ -43,7 +45,7 @@ ATTENTION_CHOICES = ("auto", "sdpa", "xformers")
 DTYPE_CHOICES = ("bfloat16", "float16", "float32")
 
 
-class ModelNotFound(FileNotFoundError):
+class ModelNotFound(MissingModel, FileNotFoundError):
     """The weights are neither on disk nor downloadable right now. One sentence on how to fix it."""
 
 
