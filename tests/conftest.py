@@ -22,6 +22,16 @@ if str(ROOT) not in sys.path:
 XVFB_SIZE = (1280, 800)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module (small diffusers pipelines: repeatable and no slower), then back."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def xvfb_display():
     """Start ``Xvfb :N -screen 0 1280x800x24 -noreset`` on a free display number, point ``$DISPLAY`` at it,

@@ -13,12 +13,7 @@ from planner.backends.ltx import LTXBackend, LTXSettings  # noqa: E402
 from planner.backends.tiny import tiny_ltx_pipeline  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

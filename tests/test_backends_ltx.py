@@ -18,12 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
 H, W = 50, 70  # not multiples of 32: the backend pads to 64x96 and maps back
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

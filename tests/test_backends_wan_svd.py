@@ -15,12 +15,7 @@ from planner.backends.wan import WanBackend, WanSettings  # noqa: E402
 H, W = 30, 44  # padded to 32x48 (Wan, multiple of 16) and 32x48 (tiny SVD, multiple of 16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

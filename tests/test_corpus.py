@@ -153,16 +153,12 @@ def test_cli(tmp_path, capsys):
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def xdisplay(xvfb_display):
-    """The session's real Xvfb display (tests/conftest.py)."""
-    return xvfb_display
 
 
-def test_record_screen_captures_a_real_window_and_real_keys(xdisplay, monkeypatch, tmp_path):
+def test_record_screen_captures_a_real_window_and_real_keys(xvfb_display, monkeypatch, tmp_path):
     from training.corpus import ScreenRecording, record_screen
-    monkeypatch.setenv("DISPLAY", xdisplay)
-    env = dict(os.environ, DISPLAY=xdisplay, PYTHONPATH=str(REPO), SDL_VIDEO_WINDOW_POS="0,0")
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    env = dict(os.environ, DISPLAY=xvfb_display, PYTHONPATH=str(REPO), SDL_VIDEO_WINDOW_POS="0,0")
     game = subprocess.Popen([sys.executable, "-m", "games.window", "reach", "--seed", "2", "--mode", "sync",
                              "--scale", "1", "--stay", "--max-seconds", "15"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

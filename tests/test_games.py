@@ -358,10 +358,6 @@ def test_prompts_follow_the_split(name):
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def xdisplay(xvfb_display):
-    """The session's real Xvfb display (tests/conftest.py)."""
-    return xvfb_display
 
 
 def open_window(display, *args):
@@ -381,12 +377,12 @@ def finish(p):
 
 
 
-def test_window_sync_keyboard(xdisplay, monkeypatch):
-    monkeypatch.setenv("DISPLAY", xdisplay)
+def test_window_sync_keyboard(xvfb_display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb_display)
     from pynput.keyboard import Controller, Key
     env = games.make("reach")
     _, info = env.reset(seed=3)
-    p, first = open_window(xdisplay, "reach", "--seed", "3", "--mode", "sync")
+    p, first = open_window(xvfb_display, "reach", "--seed", "3", "--mode", "sync")
     assert first["step"] == 0 and first["done"] is False
     kb = Controller()
     path = keys_to(tuple(info["state"]["marker"]), tuple(info["state"]["target"]))
@@ -400,14 +396,14 @@ def test_window_sync_keyboard(xdisplay, monkeypatch):
     assert lines[-1]["success"] and lines[-1]["done"] and lines[-1]["step"] == len(path)
 
 
-def test_window_sync_mouse(xdisplay, monkeypatch):
-    monkeypatch.setenv("DISPLAY", xdisplay)
+def test_window_sync_mouse(xvfb_display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb_display)
     from pynput.mouse import Button, Controller
     env = games.make("buttons")
     env.reset(seed=5)
     hx, hy = env.hotspot
     cx, cy = env.button_centre(env.target_label)
-    p, first = open_window(xdisplay, "buttons", "--seed", "5", "--mode", "sync", "--scale", "3")
+    p, first = open_window(xvfb_display, "buttons", "--seed", "5", "--mode", "sync", "--scale", "3")
     assert first["prompt"] == env.prompt
     mouse = Controller()  # the window warped the OS pointer onto the game's start position
     mouse.move(int(round(cx - hx)) * 3, int(round(cy - hy)) * 3)
@@ -418,15 +414,15 @@ def test_window_sync_mouse(xdisplay, monkeypatch):
     assert lines[0]["action"]["mouse"] == [pytest.approx((round(cx) - hx) * 10), pytest.approx((round(cy) - hy) * 10)]
 
 
-def test_agent_starts_a_mouse_episode_where_the_window_put_the_pointer(xdisplay, monkeypatch):
+def test_agent_starts_a_mouse_episode_where_the_window_put_the_pointer(xvfb_display, monkeypatch):
     """``framepilot play --real-window`` parks the OS pointer for focus before the agent's first
     step; in ``buttons`` that must be the episode's own start (``run_agent.start_pointer``), or the
     parking would be the first input and move the pointer off its seed's position."""
-    monkeypatch.setenv("DISPLAY", xdisplay)
+    monkeypatch.setenv("DISPLAY", xvfb_display)
     from pynput.mouse import Controller
     from controllers import ScreenCapture
     from run_agent import start_pointer
-    p, first = open_window(xdisplay, "buttons", "--seed", "7", "--mode", "sync", "--scale", "3",
+    p, first = open_window(xvfb_display, "buttons", "--seed", "7", "--mode", "sync", "--scale", "3",
                            "--title", "fp start pointer")
     with ScreenCapture(window="fp start pointer") as cap:
         r = cap.rect
@@ -438,17 +434,17 @@ def test_agent_starts_a_mouse_episode_where_the_window_put_the_pointer(xdisplay,
         p.communicate(timeout=30)
 
 
-def test_window_realtime_runs_at_ten_steps_per_second(xdisplay):
+def test_window_realtime_runs_at_ten_steps_per_second(xvfb_display):
     t0 = time.perf_counter()
-    p, first = open_window(xdisplay, "reach", "--seed", "1", "--mode", "realtime")
+    p, first = open_window(xvfb_display, "reach", "--seed", "1", "--mode", "realtime")
     lines = finish(p)
     elapsed = time.perf_counter() - t0
     assert len(lines) == 24 and lines[-1]["done"] and not lines[-1]["success"]
     assert 2.3 <= elapsed <= 6.0
 
 
-def test_window_bad_input_is_one_sentence(xdisplay):
-    env = dict(os.environ, DISPLAY=xdisplay, PYTHONPATH=str(REPO))
+def test_window_bad_input_is_one_sentence(xvfb_display):
+    env = dict(os.environ, DISPLAY=xvfb_display, PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, "-m", "games.window", "pong"], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "no bundled game named 'pong'" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "games.window", "reach", "--mode", "fast"], cwd=REPO, env=env,
@@ -459,8 +455,8 @@ def test_window_bad_input_is_one_sentence(xdisplay):
     assert r.returncode == 2 and "Xvfb" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_human_render_mode(xdisplay, monkeypatch):
-    monkeypatch.setenv("DISPLAY", xdisplay)
+def test_human_render_mode(xvfb_display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb_display)
     env = games.make("coins", render_mode="human", scale=2)
     env.reset(seed=0)
     env.step(Action(keys={"left"}))

@@ -5,10 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
-from overlays import Action, Layout, LayoutError, PRESETS, draw_sticky_note, read_overlay, render_overlay
+from overlays import PRESETS, Action, Layout, LayoutError, draw_sticky_note, read_overlay, render_overlay
 
 N_ACTIONS = 500  # per preset and perturbation: 1,000-4,500 key and button readings each
 
@@ -51,7 +52,8 @@ def perturb(img, kind, rng):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("kind", ["clean", "noise", "blur", "jpeg", "quarter", "shift"])
+@pytest.mark.parametrize("kind", ["clean", *(pytest.param(k, marks=pytest.mark.slow)
+                                             for k in ("noise", "blur", "jpeg", "quarter", "shift"))])
 def test_round_trip_robustness(preset, kind):
     layout = Layout.preset(preset)
     rng = np.random.default_rng(1234)

@@ -9,12 +9,26 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from standin import OracleStandIn
 
 from overlays import NOOP, Action, Layout, OverlayReading, read_overlay, render_overlay
-from planner import (Agent, Capabilities, ContextBuffer, ContextClip, GoalFrame, PlannerConfig, UnsupportedRequest, best_of_n,
-                     choose, choose_with_goal, decision_index, fit_frames, frames_needed, goal_distances,
-                     resample_clip)
-from planner.standin import OracleStandIn
+from planner import (
+    Agent,
+    Capabilities,
+    ContextBuffer,
+    ContextClip,
+    GoalFrame,
+    PlannerConfig,
+    UnsupportedRequest,
+    best_of_n,
+    choose,
+    choose_with_goal,
+    decision_index,
+    fit_frames,
+    frames_needed,
+    goal_distances,
+    resample_clip,
+)
 
 torch.set_num_threads(1)
 ARROWS = Layout.preset("arrows")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from standin import OracleStandIn
 
 import games
 import planner.agent
 from overlays import NOOP, Layout, read_overlay, render_overlay
 from planner import Agent, Decision, GoalFrame, PlannerConfig, run_episode_sync
-from planner.standin import OracleStandIn
 
 torch.set_num_threads(1)
 ARROWS = Layout.preset("arrows")

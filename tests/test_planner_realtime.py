@@ -8,11 +8,11 @@ import time
 
 import pytest
 import torch
+from standin import OracleStandIn
 
 from games.window import WindowProcess
 from overlays import Layout, read_overlay
 from planner import Agent, PlannerConfig, run_realtime
-from planner.standin import OracleStandIn
 
 torch.set_num_threads(1)
 ARROWS = Layout.preset("arrows")
