@@ -17,7 +17,9 @@ Examples::
     framepilot bench --game reach --episodes 20 --json runs/bench.json
 
 Every subcommand takes ``--config settings.toml`` (keys are option names, e.g. ``rollouts = 4``,
-at the top level or under a ``[play]``-style table) and ``--help``.
+at the top level or under a ``[play]``-style table) and ``--help``. A mistake you can fix (an option,
+a file, the display) is said in one sentence with exit code 2; anything else is a bug and shows its
+traceback. ``--debug`` anywhere on the line shows the traceback of both.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ DEFAULT_GAME = "reach"
 DEFAULT_SEED = 10_000_000  # the first held-out evaluation seed: the default run is one no training saw
 
 
-class UsageError(ValueError):
-    """Bad input from the command line: printed as one sentence."""
+from framepilot.errors import ConfigError as UsageError  # bad input from the command line: one sentence
+from framepilot.errors import FramepilotError
 
 
 # ---- configs ------------------------------------------------------------------------------------------
@@ -737,22 +739,10 @@ def _config_of(cls, ns: argparse.Namespace):
     return cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)})
 
 
-def _errors():
-    """Exception types that mean bad input: printed as one sentence, exit code 2."""
-    from overlays import LayoutError
-    from planner.world_model import UnsupportedRequest
-    from worldmodel.checkpoints import MissingModel
-    errs = [UsageError, ValueError, LayoutError, UnsupportedRequest, MissingModel, FileNotFoundError]
-    try:
-        from controllers import ControllerError
-        errs.append(ControllerError)
-    except ImportError:
-        pass
-    return tuple(errs)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # the traceback of a user error too (a bug always shows its own)
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     if not argv:
         argv = ["play"]  # the main job: the shipped model plays a bundled game and records it
@@ -786,7 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; everything was released", file=sys.stderr)
         return 130
-    except _errors() as e:
+    except FramepilotError as e:
+        if debug:
+            raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2

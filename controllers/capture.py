@@ -7,8 +7,17 @@ import time
 
 import numpy as np
 
-from controllers.display import ControllerError, Rect, RegionError, check_display, find_window, open_display, \
-    window_rect, window_title
+from controllers.display import (
+    ControllerError,
+    Rect,
+    RegionError,
+    check_display,
+    find_window,
+    open_display,
+    window_rect,
+    window_title,
+)
+from framepilot.errors import ConfigError
 
 
 def _arrow_sprite() -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +150,8 @@ class ScreenCapture:
     def _check_window_shown(self) -> None:
         """Raise ``ControllerError`` when the window is gone or no longer mapped (a closing program
         unmaps its window before destroying it, and the screen there then shows what lies below)."""
-        import Xlib.X
         import Xlib.error
+        import Xlib.X
         try:
             shown = self.window.get_attributes().map_state == Xlib.X.IsViewable
         except Xlib.error.XError:
@@ -215,7 +224,7 @@ class FrameSource:
 
     def __init__(self, capture, fps: float, seconds: float = 1.0):
         if fps <= 0 or seconds <= 0:
-            raise ValueError(f"fps and seconds must be positive, got fps={fps}, seconds={seconds}")
+            raise ConfigError(f"fps and seconds must be positive, got fps={fps}, seconds={seconds}")
         self.capture, self.fps = capture, float(fps)
         self.capacity = max(1, int(round(fps * seconds)))
         self._frames: np.ndarray | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gymnasium
 
+from framepilot.errors import ConfigError
 from games.base import FPS, FRAME_SIZE, GameEnv
 
 GAMES = {
@@ -34,7 +35,7 @@ for _name, (_id, _entry) in GAMES.items():
 def env_class(name: str) -> type[GameEnv]:
     """The class of the game called ``name``."""
     if name not in GAMES:
-        raise ValueError(f"no bundled game named {name!r}; choose one of {', '.join(GAME_NAMES)}")
+        raise ConfigError(f"no bundled game named {name!r}; choose one of {', '.join(GAME_NAMES)}")
     import importlib
     module, cls = GAMES[name][1].split(":")
     return getattr(importlib.import_module(module), cls)

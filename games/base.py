@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from framepilot.errors import ConfigError
 from overlays.action import Action
 
 FRAME_SIZE = 128  # every game renders natively at 128x128 RGB
@@ -55,11 +56,11 @@ class GameEnv(gymnasium.Env):
 
     def __init__(self, render_mode: str | None = "rgb_array", scale: int = 4, split: str = "auto"):
         if render_mode not in (None, "rgb_array", "human"):
-            raise ValueError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or 'human'")
+            raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or 'human'")
         if not (isinstance(scale, int) and 1 <= scale <= 16):
-            raise ValueError(f"scale must be a whole number from 1 to 16, got {scale!r}")
+            raise ConfigError(f"scale must be a whole number from 1 to 16, got {scale!r}")
         if split not in ("auto", "train", "eval"):
-            raise ValueError(f"split must be 'auto', 'train' or 'eval', got {split!r}")
+            raise ConfigError(f"split must be 'auto', 'train' or 'eval', got {split!r}")
         self.render_mode = render_mode
         self.scale = scale
         self.split = split

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from games.grid import ARROWS, distances_to, move
 from overlays.action import NOOP, Action
 from overlays.layout import Layout
@@ -41,9 +42,9 @@ class Demonstrator:
 
     def __init__(self, env, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
         if not 0.0 <= noise <= 1.0:
-            raise ValueError(f"noise must be between 0 and 1, got {noise}")
+            raise ConfigError(f"noise must be between 0 and 1, got {noise}")
         if not 0 <= click_margin <= 9:
-            raise ValueError(f"click_margin must be between 0 and 9 pixels (buttons are 20 px tall), got {click_margin}")
+            raise ConfigError(f"click_margin must be between 0 and 9 pixels (buttons are 20 px tall), got {click_margin}")
         self.env = getattr(env, "unwrapped", env)
         self.rng = rng
         self.noise = noise

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from framepilot.errors import ConfigError
+
 TRAIN_SEEDS = range(0, 1_000_000)
 EVAL_SEEDS = range(10_000_000, 10_000_200)
 
@@ -29,5 +31,5 @@ def is_eval_seed(seed: int) -> bool:
 def check_train_seed(seed: int) -> None:
     """Refuse a seed outside the training range (used by the recorder)."""
     if seed not in TRAIN_SEEDS:
-        raise ValueError(f"seed {seed} is outside the training range 0..999999; the held-out evaluation "
+        raise ConfigError(f"seed {seed} is outside the training range 0..999999; the held-out evaluation "
                          "seeds start at 10000000 and must never be recorded for training")

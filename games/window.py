@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 import games
+from framepilot.errors import ConfigError
 from games.base import FRAME_SIZE
 from overlays.action import Action
 
@@ -65,13 +66,13 @@ class WindowConfig:
 
     def __post_init__(self):
         if self.game not in games.GAME_NAMES:
-            raise ValueError(f"no bundled game named {self.game!r}; choose one of {', '.join(games.GAME_NAMES)}")
+            raise ConfigError(f"no bundled game named {self.game!r}; choose one of {', '.join(games.GAME_NAMES)}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be 'realtime' or 'sync', got {self.mode!r}")
+            raise ConfigError(f"mode must be 'realtime' or 'sync', got {self.mode!r}")
         if not 1 <= self.scale <= 16:
-            raise ValueError(f"--scale must be a whole number from 1 to 16, got {self.scale}")
+            raise ConfigError(f"--scale must be a whole number from 1 to 16, got {self.scale}")
         if self.seed < 0:
-            raise ValueError(f"--seed must be zero or positive, got {self.seed}")
+            raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
         if not self.title:
             self.title = f"framepilot {self.game}"
 

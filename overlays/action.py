@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from framepilot.errors import ConfigError
+
 MOUSE_BUTTONS = ("left", "right", "middle")
 
 
@@ -28,7 +30,7 @@ class Action:
         object.__setattr__(self, "mouse", (float(self.mouse[0]), float(self.mouse[1])))
         bad = sorted(b for b in self.buttons if b not in MOUSE_BUTTONS)
         if bad:
-            raise ValueError(f"unknown mouse button {bad[0]!r}: use one of {', '.join(MOUSE_BUTTONS)}")
+            raise ConfigError(f"unknown mouse button {bad[0]!r}: use one of {', '.join(MOUSE_BUTTONS)}")
 
     @property
     def is_noop(self) -> bool:

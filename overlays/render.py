@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from overlays.action import Action
 from overlays.layout import Layout, LayoutError
 
@@ -129,7 +130,7 @@ def strip_box(frame_shape: tuple[int, int], layout: Layout, placement: str = "st
     if placement == "strip":
         return 0, h, w, layout.strip_height(w)
     if placement not in CORNERS:
-        raise ValueError(f"overlay placement must be 'strip' or one of {', '.join(CORNERS)}, got {placement!r}")
+        raise ConfigError(f"overlay placement must be 'strip' or one of {', '.join(CORNERS)}, got {placement!r}")
     pw = max(16, int(round(w * corner_fraction)))
     ph = layout.strip_height(pw)
     if ph > h:
@@ -177,7 +178,7 @@ def draw_sticky_note(frame: np.ndarray, text: str, layout: Layout | None = None,
     from PIL import Image, ImageDraw
     check_frame(frame)
     if len(text) > 40:
-        raise ValueError(f"a sticky note holds at most 40 characters, got {len(text)}; shorten it")
+        raise ConfigError(f"a sticky note holds at most 40 characters, got {len(text)}; shorten it")
     h, w = frame.shape[:2]
     note_h = max(8, int(round(w * 0.08)))
     y0 = 0

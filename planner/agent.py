@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from overlays import Layout, read_overlay
 from planner.vote import GOAL_MODES, VOTE_MODES, Decision, choose, choose_with_goal
 from planner.world_model import ContextClip, GoalFrame, WorldModel
@@ -52,22 +53,22 @@ class PlannerConfig:
 
     def __post_init__(self):
         if not (isinstance(self.rollouts, int) and self.rollouts >= 1):
-            raise ValueError(f"rollouts must be a whole number of at least 1, got {self.rollouts!r}")
+            raise ConfigError(f"rollouts must be a whole number of at least 1, got {self.rollouts!r}")
         if not self.decision_horizon > 0:
-            raise ValueError(f"decision_horizon must be positive seconds, got {self.decision_horizon}")
+            raise ConfigError(f"decision_horizon must be positive seconds, got {self.decision_horizon}")
         if self.rollout_length is not None and self.rollout_length < self.decision_horizon - 1e-9:
-            raise ValueError(f"rollout_length ({self.rollout_length} s) must be at least the decision horizon "
+            raise ConfigError(f"rollout_length ({self.rollout_length} s) must be at least the decision horizon "
                              f"({self.decision_horizon} s); lengthen it or leave it unset")
         if self.vote not in VOTE_MODES:
-            raise ValueError(f"vote must be 'joint' or 'per-key', got {self.vote!r}")
+            raise ConfigError(f"vote must be 'joint' or 'per-key', got {self.vote!r}")
         if not 0.0 <= self.abstain_below <= 1.0:
-            raise ValueError(f"abstain_below must be between 0 and 1, got {self.abstain_below}")
+            raise ConfigError(f"abstain_below must be between 0 and 1, got {self.abstain_below}")
         if self.goal_mode not in GOAL_MODES:
-            raise ValueError(f"goal_mode must be one of {', '.join(GOAL_MODES)}, got {self.goal_mode!r}")
+            raise ConfigError(f"goal_mode must be one of {', '.join(GOAL_MODES)}, got {self.goal_mode!r}")
         if self.top_k is not None and not 1 <= self.top_k <= self.rollouts:
-            raise ValueError(f"top_k must be between 1 and rollouts ({self.rollouts}), got {self.top_k}")
+            raise ConfigError(f"top_k must be between 1 and rollouts ({self.rollouts}), got {self.top_k}")
         if not self.context_seconds > 0:
-            raise ValueError(f"context_seconds must be positive, got {self.context_seconds}")
+            raise ConfigError(f"context_seconds must be positive, got {self.context_seconds}")
 
     @property
     def uses_best_of_n(self) -> bool:
@@ -99,7 +100,7 @@ class Agent:
         self.goals = tuple(goals)
         cap = model.capabilities
         if self.config.uses_best_of_n and not self.goals:
-            raise ValueError(f"goal_mode {self.config.goal_mode!r} needs a goal frame; "
+            raise ConfigError(f"goal_mode {self.config.goal_mode!r} needs a goal frame; "
                              "pass one or use goal_mode='vote'")
         # goals go to the model when it takes them; otherwise best-of-n uses them alone
         self.model_goals = self.goals if (cap.goal_frames or not self.config.uses_best_of_n) else ()

@@ -6,6 +6,7 @@ from collections import deque
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from planner.world_model import ContextClip, resample_clip
 
 
@@ -25,9 +26,9 @@ class ContextBuffer:
 
     def __init__(self, fps: float, seconds: float = 1.0):
         if not fps > 0:
-            raise ValueError(f"context fps must be positive, got {fps}")
+            raise ConfigError(f"context fps must be positive, got {fps}")
         if not seconds > 0:
-            raise ValueError(f"context seconds must be positive, got {seconds}")
+            raise ConfigError(f"context seconds must be positive, got {seconds}")
         self.fps, self.seconds = float(fps), float(seconds)
         self._frames: deque[np.ndarray] = deque(maxlen=int(np.ceil(seconds * fps)) + 2)
         self._times: deque[float] = deque(maxlen=self._frames.maxlen)
@@ -59,7 +60,7 @@ class ContextBuffer:
         if not self._frames:
             raise ValueError("the context buffer is empty; push a frame before asking for a clip")
         if not target_fps > 0:
-            raise ValueError(f"target fps must be positive, got {target_fps}")
+            raise ConfigError(f"target fps must be positive, got {target_fps}")
         frames = np.stack(self._frames)
         times = np.asarray(self._times)
         steps = np.diff(times)

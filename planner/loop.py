@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from framepilot.errors import AgentStopped, ConfigError
 from overlays import NOOP, Action, Layout, render_overlay
 from planner.agent import Agent
 from planner.context import ContextBuffer
@@ -179,16 +180,11 @@ def run_realtime(capture, executor, agent: Agent, layout: Layout, decision_inter
         ``EpisodeResult`` with ``success=None``. Everything is released when the loop ends, however it ends.
     """
     if not decision_interval > 0:
-        raise ValueError(f"decision_interval must be positive seconds, got {decision_interval}")
+        raise ConfigError(f"decision_interval must be positive seconds, got {decision_interval}")
     if not deadline > 0:
-        raise ValueError(f"deadline must be positive seconds, got {deadline}")
+        raise ConfigError(f"deadline must be positive seconds, got {deadline}")
     if not 0 < latency_smoothing <= 1:
-        raise ValueError(f"latency_smoothing must be in (0, 1], got {latency_smoothing}")
-    try:
-        from controllers import AgentStopped
-    except ImportError:  # planner without controllers: nothing to catch
-        AgentStopped = ()  # noqa: N806
-
+        raise ConfigError(f"latency_smoothing must be in (0, 1], got {latency_smoothing}")
     buffer = ContextBuffer(1.0 / decision_interval, agent.config.context_seconds)
     executed = NOOP  # held during the interval that ends at the next grab
     latency = 0.0
@@ -272,10 +268,6 @@ def run_stepped(capture, executor, agent: Agent, layout: Layout, wait_step: Call
     Returns:
         ``EpisodeResult`` with ``success=None``; everything is released when it ends.
     """
-    try:
-        from controllers import AgentStopped
-    except ImportError:
-        AgentStopped = ()  # noqa: N806
     buffer = ContextBuffer(agent.fps, agent.config.context_seconds)
     executed = NOOP
     decisions, timings, executed_all = [], [], []

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from overlays import NOOP, Action, Layout, OverlayReading, strip_box
 
 VOTE_MODES = ("joint", "per-key")
@@ -100,9 +101,9 @@ def choose(readings: list[OverlayReading], mode: str = "joint", abstain_below: f
         ``Decision`` with the action, the agreement fraction as confidence and every rollout's vote.
     """
     if mode not in VOTE_MODES:
-        raise ValueError(f"vote mode must be 'joint' or 'per-key', got {mode!r}")
+        raise ConfigError(f"vote mode must be 'joint' or 'per-key', got {mode!r}")
     if not 0.0 <= abstain_below <= 1.0:
-        raise ValueError(f"abstain_below must be between 0 and 1, got {abstain_below}")
+        raise ConfigError(f"abstain_below must be between 0 and 1, got {abstain_below}")
     if not readings:
         raise ValueError("there are no rollout readings to vote on; ask the model for at least one rollout")
     votes = [r.action for r in readings]
@@ -202,7 +203,7 @@ def choose_with_goal(readings: list[OverlayReading], last_frames: np.ndarray, go
         top_k: how many of the closest rollouts vote in ``"vote+best-of-n"``.
     """
     if goal_mode not in GOAL_MODES:
-        raise ValueError(f"goal mode must be one of {', '.join(GOAL_MODES)}, got {goal_mode!r}")
+        raise ConfigError(f"goal mode must be one of {', '.join(GOAL_MODES)}, got {goal_mode!r}")
     if goal_mode == "vote":
         return choose(readings, mode, abstain_below)
     if len(last_frames) != len(readings):
@@ -220,7 +221,7 @@ def choose_with_goal(readings: list[OverlayReading], last_frames: np.ndarray, go
         return Decision(action=a, confidence=conf, votes=votes, chosen_index=best)
     k = (len(readings) + 1) // 2 if top_k is None else top_k
     if not 1 <= k <= len(readings):
-        raise ValueError(f"top_k must be between 1 and the number of rollouts ({len(readings)}), got {k}")
+        raise ConfigError(f"top_k must be between 1 and the number of rollouts ({len(readings)}), got {k}")
     dec = choose([readings[i] for i in order[:k]], mode, abstain_below)
     dec.votes = [r.action for r in readings]
     dec.chosen_index = best

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from framepilot.errors import UnsupportedRequest
-
-
+from framepilot.errors import ConfigError, UnsupportedRequest
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class GoalFrame:
     def __post_init__(self):
         check_frames(self.image[None], "goal image")
         if not self.offset > 0:
-            raise ValueError(f"goal offset must be positive seconds after the last context frame, got {self.offset}")
+            raise ConfigError(f"goal offset must be positive seconds after the last context frame, got {self.offset}")
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class ContextClip:
     def __post_init__(self):
         check_frames(self.frames, "context clip")
         if not self.fps > 0:
-            raise ValueError(f"context fps must be positive, got {self.fps}")
+            raise ConfigError(f"context fps must be positive, got {self.fps}")
 
     @property
     def duration(self) -> float:

@@ -44,6 +44,7 @@ def test_help_lists_every_subcommand_and_defaults():
     assert code == 0 and "F12" in out and "--dry-run" in out
 
 
+@pytest.mark.slow
 def test_play_records_video_and_a_jsonl_log(tiny_checkpoint, tmp_path):
     code, out, err = cli("play", "--model", str(tiny_checkpoint), "--game", "reach", "--max-steps", "3",
                          "--rollouts", "2", "--out", str(tmp_path), "--quiet")
@@ -59,6 +60,7 @@ def test_play_records_video_and_a_jsonl_log(tiny_checkpoint, tmp_path):
     assert json.loads((rec / "summary.json").read_text())["steps"] == 3
 
 
+@pytest.mark.slow
 def test_recording_survives_a_kill(tiny_checkpoint, tmp_path):
     """SIGKILL mid-run: the JSONL lines and the video frames written so far are still readable."""
     import signal
@@ -84,6 +86,7 @@ def test_recording_survives_a_kill(tiny_checkpoint, tmp_path):
     assert len(read_segments(log.parent)) >= n  # every logged step's frame is in the video
 
 
+@pytest.mark.slow
 def test_config_file_sets_defaults_and_rejects_unknown_keys(tiny_checkpoint, tmp_path):
     cfg = tmp_path / "settings.toml"
     cfg.write_text(f'model = "{tiny_checkpoint}"\n[play]\nrollouts = 3\nmax-steps = 1\nquiet = true\n')
@@ -96,6 +99,7 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tiny_checkpoint, tmp
     assert_one_sentence(*cli("play", "--config", str(bad))[::2], "'rollout'")
 
 
+@pytest.mark.slow
 def test_bench_writes_json_and_a_plot(tiny_checkpoint, tmp_path):
     out = tmp_path / "bench.json"
     code, _, err = cli("bench", "--model", str(tiny_checkpoint), "--rollouts", "1,2", "--decisions", "2",
@@ -111,6 +115,7 @@ def test_bench_writes_json_and_a_plot(tiny_checkpoint, tmp_path):
     assert Image.open(out.with_suffix(".png")).size == (640, 360)
 
 
+@pytest.mark.slow
 def test_eval_json_has_the_documented_shape(tiny_checkpoint, tmp_path):
     out = tmp_path / "eval.json"
     code, _, err = cli("eval", "--model", str(tiny_checkpoint), "--game", "coins", "--episodes", "2",
@@ -171,6 +176,7 @@ def test_region_outside_the_screen(xvfb_display, tiny_checkpoint):
     assert_one_sentence(code, err, "1280")
 
 
+@pytest.mark.slow
 def test_screen_dry_run_on_a_real_display(xvfb_display, tiny_checkpoint, tmp_path):
     code, out, err = cli("screen", "--model", str(tiny_checkpoint), "--region", "0,0,256,256", "--dry-run",
                          "--max-steps", "3", "--rollouts", "2", "--out", str(tmp_path), "--quiet",
@@ -178,3 +184,25 @@ def test_screen_dry_run_on_a_real_display(xvfb_display, tiny_checkpoint, tmp_pat
     assert code == 0, err
     result = json.loads(out)
     assert result["steps"] == 3 and (Path(result["recording"]) / "decisions.jsonl").exists()
+
+
+def test_a_bug_shows_its_traceback_and_debug_shows_it_for_user_errors(monkeypatch, capsys):
+    """Only ``FramepilotError`` is bad input (one sentence, exit 2); any other exception is a bug and
+    propagates with its traceback, even a ``ValueError``. ``--debug`` lets a user error propagate too."""
+    from framepilot.errors import ConfigError
+
+    def bug(c):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(run_agent, "play", bug)
+    with pytest.raises(ValueError, match="internal invariant"):
+        run_agent.main(["play"])
+
+    def user_error(c):
+        raise ConfigError("--rollouts must be at least 1, got 0")
+
+    monkeypatch.setattr(run_agent, "play", user_error)
+    assert run_agent.main(["play"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --rollouts must be at least 1, got 0"
+    with pytest.raises(ConfigError):
+        run_agent.main(["play", "--debug"])

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framepilot.errors import ConfigError, CorpusError
 from overlays import NOOP, OVERLAY_VERSION, Action, Layout, render_overlay
 from worldmodel.frames import resize_frames
 
@@ -56,10 +57,10 @@ VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "met
 
 def _check_frame(frame: np.ndarray, what: str) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"{what} must be an (H, W, 3) uint8 array, got "
+        raise CorpusError(f"{what} must be an (H, W, 3) uint8 array, got "
                          f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}")
     if frame.shape[0] % 2 or frame.shape[1] % 2:
-        raise ValueError(f"{what} has shape {frame.shape}; height and width must be even for the video encoder")
+        raise CorpusError(f"{what} has shape {frame.shape}; height and width must be even for the video encoder")
 
 
 class EpisodeWriter:
@@ -75,7 +76,7 @@ class EpisodeWriter:
 
     def __init__(self, out_dir: str | Path, meta: dict, goal: np.ndarray | None = None):
         if "fps" not in meta or not float(meta["fps"]) > 0:
-            raise ValueError("meta needs a positive 'fps' entry, the frame rate of the episode")
+            raise CorpusError("meta needs a positive 'fps' entry, the frame rate of the episode")
         self.dir = Path(out_dir)
         if (self.dir / META_FILE).exists():
             raise FileExistsError(f"{self.dir} already holds a finished episode; delete it or write elsewhere")
@@ -109,7 +110,7 @@ class EpisodeWriter:
         if self.shape is None:
             self._open_video(frame.shape)
         elif frame.shape != self.shape:
-            raise ValueError(f"frame shape {frame.shape} differs from the episode's {self.shape}; "
+            raise CorpusError(f"frame shape {frame.shape} differs from the episode's {self.shape}; "
                              "keep one frame size per episode")
         import av
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -121,8 +122,9 @@ class EpisodeWriter:
         self.n_frames += 1
 
     def _open_video(self, shape: tuple[int, int, int]) -> None:
-        import av
         from fractions import Fraction
+
+        import av
         self.shape = tuple(shape)
         self._container = av.open(str(self.dir / VIDEO_FILE), "w")
         fps = Fraction(float(self.meta["fps"])).limit_denominator(1000)
@@ -299,7 +301,7 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
     import games
     from games.heldout import check_train_seed
     if n_episodes < 1:
-        raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
+        raise ConfigError(f"n_episodes must be at least 1, got {n_episodes}")
     check_train_seed(seed0)
     check_train_seed(seed0 + n_episodes - 1)
     env = games.make(game, split="train")
@@ -317,10 +319,10 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
         if (ep_dir / META_FILE).exists():
             meta = read_meta(ep_dir)
             if meta.get("game") != game:
-                raise ValueError(f"{out_dir} already holds {meta.get('game')} episodes; record each game into "
+                raise CorpusError(f"{out_dir} already holds {meta.get('game')} episodes; record each game into "
                                  f"its own folder, e.g. {out_dir.parent / game}")
             if has_mouse and meta.get("click_margin", 0) != click_margin:
-                raise ValueError(f"{out_dir} holds episodes recorded with --click-margin {meta.get('click_margin', 0)}, "
+                raise CorpusError(f"{out_dir} holds episodes recorded with --click-margin {meta.get('click_margin', 0)}, "
                                  f"not {click_margin}; record into another folder or pass the same margin")
             if meta.get("interrupted"):
                 import shutil
@@ -364,14 +366,14 @@ class ScreenRecording:
 
     def __post_init__(self):
         if len(self.region) != 4 or self.region[2] < 16 or self.region[3] < 4:
-            raise ValueError(f"region must be (left, top, width, height) with width >= 16 and height >= 4, "
+            raise ConfigError(f"region must be (left, top, width, height) with width >= 16 and height >= 4, "
                              f"got {self.region}")
         if not 1 <= self.fps <= 60:
-            raise ValueError(f"fps must be between 1 and 60, got {self.fps}")
+            raise ConfigError(f"fps must be between 1 and 60, got {self.fps}")
         if self.seconds is not None and self.seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
+            raise ConfigError(f"seconds must be positive, got {self.seconds}")
         if self.size is not None and (self.size[0] % 2 or self.size[1] % 2 or min(self.size) < 16):
-            raise ValueError(f"size must be even (height, width), each at least 16, got {self.size}")
+            raise ConfigError(f"size must be even (height, width), each at least 16, got {self.size}")
 
 
 def _pynput_name(key) -> str | None:
@@ -517,7 +519,7 @@ def _parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
     except ValueError:
         vals = ()
     if len(vals) != n:
-        raise ValueError(f"{what} needs {n} whole numbers separated by commas, got {text!r}")
+        raise ConfigError(f"{what} needs {n} whole numbers separated by commas, got {text!r}")
     return vals
 
 

@@ -30,6 +30,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from framepilot.errors import ConfigError
+
 EVAL_GAMES = ("reach", "reach-goal", "coins", "buttons")
 
 
@@ -119,7 +121,6 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
     from games.heldout import EVAL_SEEDS
     from overlays import Layout, LayoutError
     from planner.backends.bundled import BundledWorldModel
-
     from worldmodel.checkpoints import MissingModel
     env = games.make(game)
     layout = Layout.preset(env.layout_name)
@@ -244,13 +245,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     import games as games_mod
     if a.game is not None and a.game not in games_mod.GAME_NAMES:
-        raise ValueError(f"no bundled game named {a.game!r}; choose one of {', '.join(games_mod.GAME_NAMES)}")
+        raise ConfigError(f"no bundled game named {a.game!r}; choose one of {', '.join(games_mod.GAME_NAMES)}")
     try:
         rollouts = tuple(sorted({int(v) for v in a.rollouts.split(",")}))
     except ValueError:
-        raise ValueError(f"--rollouts must be comma-separated whole numbers, e.g. 1,8; got {a.rollouts!r}") from None
+        raise ConfigError(f"--rollouts must be comma-separated whole numbers, e.g. 1,8; got {a.rollouts!r}") from None
     if a.episodes < 2 or min(rollouts) < 1:
-        raise ValueError("--episodes must be at least 2 and every rollout count at least 1")
+        raise ConfigError("--episodes must be at least 2 and every rollout count at least 1")
     result = evaluate((a.game,) if a.game else EVAL_GAMES, model_spec=a.model, episodes=a.episodes,
                       rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
                       frame_steps=a.frame_steps)

@@ -17,9 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from overlays import Layout
-from planner.world_model import (Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, fit_frames,
-                                 frames_needed, resample_clip)
+from planner.world_model import (
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    Rollouts,
+    WorldModel,
+    fit_frames,
+    frames_needed,
+    resample_clip,
+)
 from worldmodel.frames import resize_frames
 
 #: which shipped checkpoint serves which overlay layout
@@ -65,12 +74,13 @@ class BundledWorldModel(WorldModel):
     def __init__(self, model: str = "arrows", denoise_steps: int = 3, device: str = "cpu", frame_steps: int | None = 1,
                  share_first_frame: bool = True):
         import torch
+
         from worldmodel.checkpoints import load
         from worldmodel.model import make_scheduler
         if denoise_steps < 1:
-            raise ValueError(f"denoise_steps must be at least 1, got {denoise_steps}")
+            raise ConfigError(f"denoise_steps must be at least 1, got {denoise_steps}")
         if frame_steps is not None and frame_steps < 1:
-            raise ValueError(f"frame_steps must be at least 1, got {frame_steps}")
+            raise ConfigError(f"frame_steps must be at least 1, got {frame_steps}")
         self.path = resolve_checkpoint(model)
         self.net, self.meta = load(self.path)
         self.device = torch.device(device)
@@ -91,6 +101,7 @@ class BundledWorldModel(WorldModel):
     def untrained(cls, model: str = "arrows", seed: int = 0, **kw) -> "BundledWorldModel":
         """The control: the same architecture, metadata and planner with fresh random weights."""
         import torch
+
         from worldmodel.model import FramepilotUNet
         self = cls(model, **kw)
         torch.manual_seed(seed)

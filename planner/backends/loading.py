@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from framepilot.errors import MissingModel
+from framepilot.errors import ConfigError, MissingModel
 
 EXAMPLE_MODELS = {
     "ltx-2b": "Lightricks/LTX-Video-0.9.5",
@@ -80,14 +80,14 @@ class DiffusersConfig:
 
     def __post_init__(self):
         if not isinstance(self.model, (str, os.PathLike)) or not str(self.model).strip():
-            raise ValueError("model must be a hub id, a diffusers folder or a checkpoint file, got an empty value")
+            raise ConfigError("model must be a hub id, a diffusers folder or a checkpoint file, got an empty value")
         self.model = str(self.model)
         if self.dtype is not None and self.dtype not in DTYPE_CHOICES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)} or None, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPE_CHOICES)} or None, got {self.dtype!r}")
         if self.attention not in ATTENTION_CHOICES:
-            raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}")
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}, got {self.attention!r}")
         if not 0.0 <= self.first_block_cache < 1.0:
-            raise ValueError(f"first_block_cache is a threshold in [0, 1), got {self.first_block_cache}")
+            raise ConfigError(f"first_block_cache is a threshold in [0, 1), got {self.first_block_cache}")
 
     @property
     def is_single_file(self) -> bool:
@@ -102,7 +102,7 @@ def resolve_device(device: str | None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use device='cpu' or None")
+        raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use device='cpu' or None")
     return dev
 
 
@@ -150,7 +150,7 @@ def load_pipeline(pipeline_cls, config: DiffusersConfig, **components):
         if not os.path.isfile(model):
             raise _not_found(config.model)
         if not hasattr(pipeline_cls, "from_single_file"):
-            raise ValueError(f"{pipeline_cls.__name__} cannot load single-file checkpoints; pass a diffusers folder "
+            raise ConfigError(f"{pipeline_cls.__name__} cannot load single-file checkpoints; pass a diffusers folder "
                              f"or hub id instead")
         kwargs = dict(dtype=dtype, local_files_only=config.local_files_only, **components)
         if config.single_file_config:
@@ -203,7 +203,7 @@ def configure_denoiser(pipe, config: DiffusersConfig) -> dict:
             raise ImportError("attention='xformers' needs xformers: `pip install xformers`, or use "
                               "attention='sdpa'") from e
         if not on_cuda:
-            raise ValueError("xformers attention runs on CUDA only; use attention='sdpa' on CPU")
+            raise ConfigError("xformers attention runs on CUDA only; use attention='sdpa' on CPU")
         if type(net).__name__.startswith("UNet"):
             pipe.enable_xformers_memory_efficient_attention()
         else:

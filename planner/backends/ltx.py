@@ -27,10 +27,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from planner.backends.loading import LTX_DISTILLED_TIMESTEPS, DiffusersConfig, load_pipeline
 from planner.backends.timing import PromptCache, StageTimer, seed_or_random, video_to_uint8
-from planner.world_model import (Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, decision_index,
-                                 fit_frames, frames_needed, resample_clip)
+from planner.world_model import (
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    Rollouts,
+    WorldModel,
+    decision_index,
+    fit_frames,
+    frames_needed,
+    resample_clip,
+)
 
 DEFAULT_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
@@ -84,35 +94,35 @@ class LTXSettings:
 
     def __post_init__(self):
         if not self.fps > 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+            raise ConfigError(f"fps must be positive, got {self.fps}")
         if self.size is not None:
             self.size = tuple(int(v) for v in self.size)
             if len(self.size) != 2 or min(self.size) < 32 or any(v % 32 for v in self.size):
-                raise ValueError(f"size must be (height, width) in multiples of 32, got {self.size}")
+                raise ConfigError(f"size must be (height, width) in multiples of 32, got {self.size}")
         if self.resize not in ("pad", "resize"):
-            raise ValueError(f"resize must be 'pad' or 'resize', got {self.resize!r}")
+            raise ConfigError(f"resize must be 'pad' or 'resize', got {self.resize!r}")
         if self.resize == "resize" and self.size is None:
-            raise ValueError("resize='resize' needs a size=(height, width) to resize to")
+            raise ConfigError("resize='resize' needs a size=(height, width) to resize to")
         if not self.context_seconds > 0:
-            raise ValueError(f"context_seconds must be positive, got {self.context_seconds}")
+            raise ConfigError(f"context_seconds must be positive, got {self.context_seconds}")
         if self.timesteps is not None:
             self.timesteps = tuple(float(t) for t in self.timesteps)
             if not self.timesteps or any(b >= a for a, b in zip(self.timesteps, self.timesteps[1:])):
-                raise ValueError(f"timesteps must be a non-empty descending sequence, got {self.timesteps}")
+                raise ConfigError(f"timesteps must be a non-empty descending sequence, got {self.timesteps}")
         elif self.num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}")
+            raise ConfigError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}")
         elif self.distilled and self.num_inference_steps > len(LTX_DISTILLED_TIMESTEPS):
-            raise ValueError(f"distilled LTX checkpoints publish {len(LTX_DISTILLED_TIMESTEPS)} timesteps; "
+            raise ConfigError(f"distilled LTX checkpoints publish {len(LTX_DISTILLED_TIMESTEPS)} timesteps; "
                              f"use num_inference_steps <= {len(LTX_DISTILLED_TIMESTEPS)}")
         if self.guidance_scale is None:
             self.guidance_scale = 1.0 if self.distilled else 3.0
         for name in ("context_strength", "goal_strength"):
             if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.decode_context_latents < 1:
-            raise ValueError("decode_context_latents must be at least 1 (the decoder needs a left neighbour)")
+            raise ConfigError("decode_context_latents must be at least 1 (the decoder needs a left neighbour)")
         if self.max_goals < 0 or self.max_sequence_length < 1:
-            raise ValueError("max_goals must be >= 0 and max_sequence_length >= 1")
+            raise ConfigError("max_goals must be >= 0 and max_sequence_length >= 1")
 
     def schedule(self) -> list[float]:
         """Timesteps (0..1000, descending) for one decision."""
@@ -184,7 +194,7 @@ class LTXBackend(WorldModel):
         self.temporal_compression = pipe.vae_temporal_compression_ratio * pipe.transformer_temporal_patch_size
         s = self.settings
         if s.size is not None and any(v % self.spatial_multiple for v in s.size):
-            raise ValueError(f"size {s.size} must be multiples of {self.spatial_multiple} for this model")
+            raise ConfigError(f"size {s.size} must be multiples of {self.spatial_multiple} for this model")
         self.capabilities = Capabilities(
             text=True, goal_frames=s.max_goals > 0, max_goals=s.max_goals, prefix_video=True, native_fps=s.fps,
             size_multiple=self.spatial_multiple, temporal_compression=self.temporal_compression,
@@ -216,7 +226,7 @@ class LTXBackend(WorldModel):
         prompt, negative, max_len = key
         pipe = self.pipe
         if pipe.text_encoder is None or pipe.tokenizer is None:
-            raise ValueError(f"prompt {prompt!r} is not cached and this pipeline has no text encoder; load one "
+            raise ConfigError(f"prompt {prompt!r} is not cached and this pipeline has no text encoder; load one "
                              f"or call cache_prompt() first")
         dtype = pipe.transformer.dtype
         embeds, mask = pipe._get_t5_prompt_embeds(prompt=[prompt], max_sequence_length=max_len,
@@ -236,7 +246,7 @@ class LTXBackend(WorldModel):
             negative_embeds, negative_mask: the same for the negative prompt; needed when guidance > 1.
         """
         if self.settings.guidance_scale > 1 and negative_embeds is None:
-            raise ValueError("guidance_scale > 1 needs negative_embeds and negative_mask too")
+            raise ConfigError("guidance_scale > 1 needs negative_embeds and negative_mask too")
         dev, dtype = self.device, self.pipe.transformer.dtype
         neg = None if negative_embeds is None else (negative_embeds.to(dev, dtype), negative_mask.to(dev).bool())
         self.prompts.put(self._prompt_key(prompt), (embeds.to(dev, dtype), mask.to(dev).bool(), *(neg or (None, None))))

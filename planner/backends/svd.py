@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from planner.backends.loading import DiffusersConfig, load_pipeline
 from planner.backends.timing import StageTimer, end_of_denoising, float_video_to_uint8, seed_or_random
 from planner.world_model import Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, fit_frames, frames_needed
@@ -44,17 +45,17 @@ class SVDSettings:
 
     def __post_init__(self):
         if not self.fps >= 1:
-            raise ValueError(f"fps must be at least 1 (SVD is conditioned on fps - 1), got {self.fps}")
+            raise ConfigError(f"fps must be at least 1 (SVD is conditioned on fps - 1), got {self.fps}")
         if self.size is not None:
             self.size = tuple(int(v) for v in self.size)
             if len(self.size) != 2 or min(self.size) < 8 or any(v % 8 for v in self.size):
-                raise ValueError(f"size must be (height, width) in multiples of 8, got {self.size}")
+                raise ConfigError(f"size must be (height, width) in multiples of 8, got {self.size}")
         if self.resize not in ("pad", "resize") or (self.resize == "resize" and self.size is None):
-            raise ValueError(f"resize must be 'pad', or 'resize' with a size, got {self.resize!r}")
+            raise ConfigError(f"resize must be 'pad', or 'resize' with a size, got {self.resize!r}")
         if self.num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}")
+            raise ConfigError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}")
         if not 0 < self.min_guidance_scale <= self.max_guidance_scale:
-            raise ValueError("guidance scales must satisfy 0 < min_guidance_scale <= max_guidance_scale")
+            raise ConfigError("guidance scales must satisfy 0 < min_guidance_scale <= max_guidance_scale")
 
 
 class SVDBackend(WorldModel):
@@ -73,7 +74,7 @@ class SVDBackend(WorldModel):
         # the UNet halves the latent len(block_out_channels) - 1 times; the pipeline wants multiples of 8
         self.spatial_multiple = math.lcm(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
         if s.size is not None and any(v % self.spatial_multiple for v in s.size):
-            raise ValueError(f"size {s.size} must be multiples of {self.spatial_multiple} for this model")
+            raise ConfigError(f"size {s.size} must be multiples of {self.spatial_multiple} for this model")
         self.capabilities = Capabilities(
             text=False, goal_frames=False, max_goals=0, prefix_video=False, native_fps=s.fps,
             size_multiple=self.spatial_multiple, temporal_compression=1, resize=s.resize, size=s.size)
@@ -83,7 +84,7 @@ class SVDBackend(WorldModel):
         from diffusers import StableVideoDiffusionPipeline
 
         if config.is_single_file:
-            raise ValueError("SVD loads from a diffusers folder or hub id, not a single checkpoint file")
+            raise ConfigError("SVD loads from a diffusers folder or hub id, not a single checkpoint file")
         return cls(load_pipeline(StableVideoDiffusionPipeline, config), settings)
 
     def _rollout(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,

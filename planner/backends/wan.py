@@ -20,11 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framepilot.errors import ConfigError
 from planner.backends.loading import DiffusersConfig, load_pipeline
-from planner.backends.timing import (PromptCache, StageTimer, end_of_denoising, float_video_to_uint8,
-                                     seed_or_random)
-from planner.world_model import (Capabilities, ContextClip, GoalFrame, Rollouts, UnsupportedRequest, WorldModel,
-                                 decision_index, fit_frames, frames_needed)
+from planner.backends.timing import PromptCache, StageTimer, end_of_denoising, float_video_to_uint8, seed_or_random
+from planner.world_model import (
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    Rollouts,
+    UnsupportedRequest,
+    WorldModel,
+    decision_index,
+    fit_frames,
+    frames_needed,
+)
 
 
 @dataclass
@@ -54,15 +63,15 @@ class WanSettings:
 
     def __post_init__(self):
         if not self.fps > 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+            raise ConfigError(f"fps must be positive, got {self.fps}")
         if self.size is not None:
             self.size = tuple(int(v) for v in self.size)
             if len(self.size) != 2 or min(self.size) < 16 or any(v % 16 for v in self.size):
-                raise ValueError(f"size must be (height, width) in multiples of 16, got {self.size}")
+                raise ConfigError(f"size must be (height, width) in multiples of 16, got {self.size}")
         if self.resize not in ("pad", "resize") or (self.resize == "resize" and self.size is None):
-            raise ValueError(f"resize must be 'pad', or 'resize' with a size, got {self.resize!r}")
+            raise ConfigError(f"resize must be 'pad', or 'resize' with a size, got {self.resize!r}")
         if self.num_inference_steps < 1 or self.max_sequence_length < 1:
-            raise ValueError("num_inference_steps and max_sequence_length must be at least 1")
+            raise ConfigError("num_inference_steps and max_sequence_length must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ class WanBackend(WorldModel):
         self.temporal_compression = pipe.vae_scale_factor_temporal
         self.spatial_multiple = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
         if s.size is not None and any(v % self.spatial_multiple for v in s.size):
-            raise ValueError(f"size {s.size} must be multiples of {self.spatial_multiple} for this model")
+            raise ConfigError(f"size {s.size} must be multiples of {self.spatial_multiple} for this model")
         self.capabilities = Capabilities(
             text=True, goal_frames=True, max_goals=1, prefix_video=False, native_fps=s.fps,
             size_multiple=self.spatial_multiple, temporal_compression=self.temporal_compression, resize=s.resize,
@@ -145,7 +154,7 @@ class WanBackend(WorldModel):
         from diffusers import WanImageToVideoPipeline
 
         if config.is_single_file:
-            raise ValueError("Wan loads from a diffusers folder or hub id, not a single checkpoint file")
+            raise ConfigError("Wan loads from a diffusers folder or hub id, not a single checkpoint file")
         return cls(load_pipeline(WanImageToVideoPipeline, config), settings)
 
     @property
@@ -171,7 +180,7 @@ class WanBackend(WorldModel):
         text, max_len = key
         pipe, dtype = self.pipe, self.pipe.transformer.dtype
         if pipe.text_encoder is None or pipe.tokenizer is None:
-            raise ValueError(f"prompt {text!r} is not cached and this pipeline has no text encoder; load one")
+            raise ConfigError(f"prompt {text!r} is not cached and this pipeline has no text encoder; load one")
         tokens = pipe.tokenizer([_clean_prompt(text)], padding="max_length", max_length=max_len, truncation=True,
                                 add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
         used = int(tokens.attention_mask.sum())
