@@ -181,7 +181,7 @@ def read_meta(path: str | Path) -> dict:
     try:
         return json.loads((path / META_FILE).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path} is not a finished episode (no {META_FILE}); re-record it") from None
+        raise CorpusError(f"{path} is not a finished episode (no {META_FILE}); re-record it") from None
 
 
 def read_frames(path: str | Path) -> np.ndarray:
@@ -194,7 +194,7 @@ def read_frames(path: str | Path) -> np.ndarray:
         stream.thread_type = "NONE"
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
     if not frames:
-        raise ValueError(f"{path} has no frames; re-record it")
+        raise CorpusError(f"{path} has no frames; re-record it")
     return np.stack(frames)
 
 
@@ -206,7 +206,7 @@ def read_episode(path: str | Path) -> Episode:
     with open(path / STEPS_FILE) as f:
         actions = [Action.from_dict(json.loads(line)["action"]) for line in f if line.strip()]
     if len(frames) != meta["n_frames"] or len(actions) != meta["n_frames"]:
-        raise ValueError(f"{path} is damaged: {len(frames)} frames and {len(actions)} steps but meta says "
+        raise CorpusError(f"{path} is damaged: {len(frames)} frames and {len(actions)} steps but meta says "
                          f"{meta['n_frames']}; re-record it")
     goal = None
     if (path / GOAL_FILE).exists():
@@ -219,7 +219,7 @@ def episode_dirs(corpus_dir: str | Path) -> list[Path]:
     """Finished episode folders under ``corpus_dir`` (at any depth), in a stable order."""
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
-        raise ValueError(f"corpus folder {corpus_dir} does not exist; record one with python -m training.corpus")
+        raise CorpusError(f"corpus folder {corpus_dir} does not exist; record one with python -m training.corpus")
 
     def key(p: Path):
         stem = p.name[3:] if p.name.startswith("ep_") else p.name
@@ -249,7 +249,7 @@ def load_corpus(corpus_dir: str | Path, size: tuple[int, int] | None = None, gam
             m["path"] = str(d)
             metas.append(m)
     if not metas:
-        raise ValueError(f"no finished episodes{' of ' + ', '.join(games) if games else ''} under {corpus_dir}; "
+        raise CorpusError(f"no finished episodes{' of ' + ', '.join(games) if games else ''} under {corpus_dir}; "
                          "record some with python -m training.corpus")
     it = metas
     if progress:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -37,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from framepilot.errors import ConfigError
 
 DEFAULT_SIZE = (40, 32)  # (H, W) with the strip: the bundled games' 160x128 frames, block-mean / 4
 STATE_FILE = "training_state.safetensors"
@@ -136,16 +137,17 @@ class FrameData:
 def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None, text_encoder=None,
                progress: bool = True) -> FrameData:
     """Load ``corpus`` at ``size`` and index its samples (every frame after the first of an episode)."""
-    from training.corpus import load_corpus, resize_frames
     from PIL import Image
+
+    from training.corpus import load_corpus, resize_frames
     frames, metas = load_corpus(corpus, size=size, games=games, progress=progress)
     layouts = {json.dumps(m["layout"], sort_keys=True) for m in metas}
     if len(layouts) > 1:
-        raise ValueError(f"the corpus under {corpus} mixes {len(layouts)} overlay layouts; train one model per "
+        raise ConfigError(f"the corpus under {corpus} mixes {len(layouts)} overlay layouts; train one model per "
                          "layout (pass --games to pick episodes of one layout)")
     fpss = {float(m["fps"]) for m in metas}
     if len(fpss) > 1:
-        raise ValueError(f"the corpus under {corpus} mixes frame rates {sorted(fpss)}; record at one fps")
+        raise ConfigError(f"the corpus under {corpus} mixes frame rates {sorted(fpss)}; record at one fps")
     prompts = sorted({m.get("prompt") for m in metas if m.get("prompt")})
     if prompts and text_encoder is None:
         from worldmodel.text import shared_text_encoder
@@ -173,7 +175,7 @@ def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None
             game.append(game_names.index(m.get("game") or "screen"))
         offset += n
     if not target:
-        raise ValueError(f"the episodes under {corpus} have no frame after their first; record longer episodes")
+        raise ConfigError(f"the episodes under {corpus} have no frame after their first; record longer episodes")
     shape = metas[0].get("frame_shape")
     return FrameData(frames=np.concatenate(frames), goals=np.stack(goals), texts=texts,
                      target=np.asarray(target), first=np.asarray(first), prompt=np.asarray(prompt),
@@ -227,7 +229,7 @@ class Batcher:
         w = np.array([float((game_weights or {}).get(name, 1.0)) for name in data.game_names])
         unknown = sorted(set(game_weights or {}) - set(data.game_names))
         if unknown or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"game weights {game_weights} do not fit the corpus's games {data.game_names}; "
+            raise ConfigError(f"game weights {game_weights} do not fit the corpus's games {data.game_names}; "
                              "name games it holds, with weights >= 0 and at least one above 0")
         self.p = None if game_weights is None else w / w.sum()
 
@@ -272,7 +274,7 @@ def masked_goal(b: dict):
 def strip_rows_for(layout: dict, size: tuple[int, int], source_shape: tuple[int, int] | None) -> int:
     """First row of the overlay strip at ``size``, from the recorded frame shape and the layout."""
     if source_shape is None:
-        raise ValueError("the corpus does not record its frame shape; re-record it")
+        raise ConfigError("the corpus does not record its frame shape; re-record it")
     from overlays import Layout
     game_h = source_shape[0] - Layout.from_dict(layout).strip_height(source_shape[1])
     return int(round(game_h * size[0] / source_shape[0]))
@@ -284,7 +286,7 @@ def _resolve_init(init_from: str) -> Path:
         return bundled_path(init_from.split(":", 1)[1])
     p = Path(init_from)
     if not (p / "config.json").exists():
-        raise ValueError(f"--init-from {init_from} is not a world-model checkpoint folder (no config.json); "
+        raise ConfigError(f"--init-from {init_from} is not a world-model checkpoint folder (no config.json); "
                          "pass a folder written by training.train or bundled:arrows")
     return p
 
@@ -312,7 +314,7 @@ def grown(model, **changes):
 
     def grow(k, o, v):
         if o.dim() != v.dim() or any(a > b for a, b in zip(o.shape, v.shape)):
-            raise ValueError(f"cannot grow {k} from {tuple(o.shape)} to {tuple(v.shape)}")
+            raise ConfigError(f"cannot grow {k} from {tuple(o.shape)} to {tuple(v.shape)}")
         v.zero_()
         v[tuple(slice(0, n) for n in o.shape)] = o
 
@@ -339,8 +341,8 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     import torch
     from safetensors.torch import load_file, save_file
 
-    from worldmodel.model import FramepilotUNet
     from worldmodel.checkpoints import write_metadata
+    from worldmodel.model import FramepilotUNet
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -358,13 +360,13 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
         if cfg.text_keypoints is not None and cfg.text_keypoints != model.config.text_keypoints:
             model = grown(model, text_keypoints=cfg.text_keypoints)
         if list(model.config.sample_size) != list(cfg.size) or model.config.strip_rows != strip_rows:
-            raise ValueError(f"--init-from {cfg.init_from} works at {tuple(model.config.sample_size)} with its strip at "
+            raise ConfigError(f"--init-from {cfg.init_from} works at {tuple(model.config.sample_size)} with its strip at "
                              f"row {model.config.strip_rows}, but this corpus gives {tuple(cfg.size)} and row "
                              f"{strip_rows}; record with the same layout and frame size")
         from worldmodel.checkpoints import read_metadata
         old = read_metadata(_resolve_init(cfg.init_from))
         if json.dumps(old.get("layout"), sort_keys=True) != json.dumps(data.layout, sort_keys=True):
-            raise ValueError(f"--init-from {cfg.init_from} was trained on layout {old.get('layout', {}).get('name')!r} "
+            raise ConfigError(f"--init-from {cfg.init_from} was trained on layout {old.get('layout', {}).get('name')!r} "
                              f"but this corpus uses {data.layout.get('name')!r}; fine-tune on recordings with the same layout")
     else:
         model = FramepilotUNet(sample_size=tuple(cfg.size), strip_rows=strip_rows, context_frames=cfg.context_frames,
