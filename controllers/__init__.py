@@ -7,8 +7,8 @@ from controllers.capture import FrameSource, ScreenCapture, draw_pointer
 from controllers.display import AgentStopped, ControllerError, NoDisplayError, RegionError, WaylandError, \
     WindowNotFoundError, check_display
 from controllers.executor import DryRunExecutor, Executor, PynputExecutor
-from controllers.safety import DANGEROUS_COMBOS, SafetyConfig, screen_action
+from controllers.safety import DANGEROUS_COMBOS, RunControl, SafetyConfig, screen_action
 
 __all__ = ["ScreenCapture", "FrameSource", "draw_pointer", "Executor", "PynputExecutor", "DryRunExecutor",
-           "SafetyConfig", "DANGEROUS_COMBOS", "screen_action", "ControllerError", "AgentStopped",
+           "SafetyConfig", "RunControl", "DANGEROUS_COMBOS", "screen_action", "ControllerError", "AgentStopped",
            "NoDisplayError", "WaylandError", "RegionError", "WindowNotFoundError", "check_display"]

@@ -63,6 +63,18 @@ class Rect:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.left, self.top, self.width, self.height)
 
+    @classmethod
+    def parse(cls, text: str, what: str = "--region") -> "Rect":
+        """``"L,T,W,H"`` in screen pixels, e.g. ``"0,0,640,480"``; anything else is a ``RegionError``
+        naming ``what``."""
+        try:
+            left, top, width, height = (int(v) for v in str(text).split(","))
+        except ValueError:
+            raise RegionError(f"{what} must be L,T,W,H in screen pixels, e.g. 0,0,640,480; got {text!r}") from None
+        if width < 1 or height < 1 or left < 0 or top < 0:
+            raise RegionError(f"{what} must have a positive width and height inside the screen, got {text!r}")
+        return cls(left, top, width, height)
+
     def __str__(self) -> str:
         return f"{self.width}x{self.height} at ({self.left}, {self.top})"
 

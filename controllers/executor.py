@@ -72,6 +72,7 @@ class Executor:
         self._refusals_shown: set[str] = set()
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.run = None  # a ``RunControl`` when this executor runs one episode of several
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -248,14 +249,18 @@ class Executor:
         if had and reason:
             self.status(f"released everything: {reason}")
 
-    def stop(self, reason: str) -> None:
-        """Stop for good: release everything; the next ``apply()`` raises ``AgentStopped``."""
+    def stop(self, reason: str, whole_run: bool = False) -> None:
+        """Stop for good: release everything; the next ``apply()`` raises ``AgentStopped``.
+        ``whole_run``: the user's own stop (the stop key, the corner failsafe), which also ends the
+        ``RunControl`` this executor is attached to, if any (a limit or a closed window ends one episode)."""
         with self._lock:
             if self.stop_reason is not None:
                 return
             self.stop_reason = reason
             self.release_all()
         self.status(f"STOPPED: {reason}")
+        if whole_run and self.run is not None:
+            self.run.stop(reason)
 
     def pause(self, reason: str) -> None:
         """Release everything; ``apply()`` holds nothing until ``resume()``."""
@@ -442,8 +447,9 @@ class PynputExecutor(Executor):
             self._exit.install()
         if c.guardian:
             self._guardian = GuardianClient(c.guardian_timeout)
-        if c.hotkeys:
-            self._listener = HotkeyListener(c.stop_key, c.pause_key, lambda: self.stop(f"{c.stop_key} pressed"),
+        if c.hotkeys and self.run is None:  # a RunControl hears the hotkeys for the whole run
+            self._listener = HotkeyListener(c.stop_key, c.pause_key,
+                                            lambda: self.stop(f"{c.stop_key} pressed", whole_run=True),
                                             self.toggle_pause)
             self._listener.start()
         self._gd = open_display()
@@ -498,7 +504,7 @@ class PynputExecutor(Executor):
         if c.corner_failsafe:
             p = self._gd.screen().root.query_pointer()
             if corner_hit(p.root_x, p.root_y, self.screen, c.corner_px):
-                self.stop(f"pointer in a screen corner at ({p.root_x}, {p.root_y}) (failsafe)")
+                self.stop(f"pointer in a screen corner at ({p.root_x}, {p.root_y}) (failsafe)", whole_run=True)
                 return
         if self._focus is not None:
             if self._rearm:

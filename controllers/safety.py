@@ -413,3 +413,123 @@ class ExitHandlers:
             if signal.getsignal(sig) == self._on_signal:
                 signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
         self._prev.clear()
+
+
+class RunControl:
+    """Stop and pause for a whole run: every episode of ``play --episodes N``, each with its own window
+    and executor, and the gaps between them.
+
+    The stop and pause hotkeys are heard from ``start()`` to ``close()`` (the executors attached to it
+    start no listener of their own); the stop key and the corner failsafe end the run, not the episode;
+    a pause holds across episodes until the pause key is pressed again. SIGTERM and SIGHUP end the run
+    through ``SystemExit`` from ``start()`` on, so cleanup (closing windows) runs even before the first
+    executor exists.
+
+    Args:
+        safety: the stop/pause keys, whether hotkeys are heard, and the corner failsafe.
+    """
+
+    def __init__(self, safety: SafetyConfig):
+        self.safety = safety
+        self.stop_reason: str | None = None
+        self.pause_reason: str | None = None
+        self.current = None  # the executor of the episode now running
+        self._lock = threading.RLock()
+        self._listener: HotkeyListener | None = None
+        self._prev: dict[int, object] = {}
+
+    def start(self) -> "RunControl":
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGTERM", "SIGHUP"):
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._prev[sig] = signal.getsignal(sig)
+                    signal.signal(sig, self._on_signal)
+        if self.safety.hotkeys:
+            k = self.safety.stop_key
+            self._listener = HotkeyListener(k, self.safety.pause_key, lambda: self.stop(f"{k} pressed"),
+                                            self.toggle_pause)
+            self._listener.start()
+        return self
+
+    @staticmethod
+    def _on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener.join(timeout=1.0)
+            self._listener = None
+        for sig, prev in self._prev.items():
+            if signal.getsignal(sig) == self._on_signal:
+                signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+        self._prev.clear()
+
+    def __enter__(self) -> "RunControl":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_reason is not None
+
+    def attach(self, executor) -> None:
+        """``executor`` runs the current episode: it gets the run's stop or pause now, and its stop key or
+        corner failsafe stops the run."""
+        with self._lock:
+            executor.run = self
+            self.current = executor
+            if self.stop_reason is not None:
+                executor.stop(self.stop_reason)
+            elif self.pause_reason is not None:
+                executor.pause(self.pause_reason)
+
+    def detach(self, executor) -> None:
+        with self._lock:
+            if self.current is executor:
+                self.current = None
+
+    def stop(self, reason: str) -> None:
+        """End the run: the current episode's executor releases everything and stops; no episode follows."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+            cur = self.current
+        if cur is not None:
+            cur.stop(reason)
+
+    def toggle_pause(self) -> None:
+        with self._lock:
+            cur = self.current
+            if cur is not None:
+                cur.toggle_pause()
+                self.pause_reason = cur.pause_reason
+            else:
+                self.pause_reason = None if self.paused else f"{self.safety.pause_key} pressed"
+                self.safety.status(f"PAUSED: {self.pause_reason}" if self.paused else "resumed")
+
+    def wait_while_paused(self, poll: float = 0.05) -> None:
+        """Between episodes: block while the run is paused (until resumed or stopped)."""
+        while self.paused and not self.stopped:
+            time.sleep(poll)
+
+    def check_corner(self) -> bool:
+        """The corner failsafe between episodes: the pointer in a screen corner stops the run (so the
+        agent never moves it out of there itself). True when the run is stopped."""
+        if self.safety.corner_failsafe and not self.stopped:
+            from controllers.display import open_display, screen_rect
+            d = open_display()
+            try:
+                p = d.screen().root.query_pointer()
+                if corner_hit(p.root_x, p.root_y, screen_rect(d), self.safety.corner_px):
+                    self.stop(f"pointer in a screen corner at ({p.root_x}, {p.root_y}) (failsafe)")
+            finally:
+                d.close()
+        return self.stopped

@@ -250,6 +250,33 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
+def start_pointer(game: str, seed, rect: tuple[int, int, int, int], scale: int) -> tuple[int, int]:
+    """Screen position for the OS pointer when an agent starts an episode in a real game window at
+    ``rect`` (left, top, width, height): a mouse game's own start pointer (the window warps the
+    pointer there), the window's centre otherwise."""
+    left, top, width, height = rect
+    env = games.make(game)
+    if env.layout_name != "mouse":
+        return left + width // 2, top + height // 2
+    env.reset(seed=seed)
+    hx, hy = env.hotspot
+    return left + hx * scale + scale // 2, top + hy * scale + scale // 2
+
+
+def _die_with(parent: int):
+    """A ``preexec_fn``: the child gets SIGTERM when its parent dies, however it dies (SIGKILL included),
+    so no game window outlives the agent that opened it (Linux ``PR_SET_PDEATHSIG``)."""
+    def arm() -> None:
+        import ctypes
+        import os
+        import signal
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+    return arm
+
+
 class WindowProcess:
     """A bundled game in a real window, as a subprocess an agent can capture and drive.
 
@@ -276,7 +303,7 @@ class WindowProcess:
             cmd += ["--max-seconds", str(max_seconds)]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-                                     cwd=root)
+                                     cwd=root, preexec_fn=_die_with(os.getpid()))
         self.lines: list[dict] = []
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -312,6 +339,38 @@ class WindowProcess:
         with self._cond:
             n = getattr(self, "_mark", len(self.lines))
             return self._cond.wait_for(lambda: len(self.lines) > n or self.proc.poll() is not None, timeout)
+
+    def capture(self, include_pointer: bool = False, downscale: int = 1, shape: tuple[int, int] | None = None,
+                timeout: float = 20.0):
+        """A ``controllers.ScreenCapture`` of this window once it shows the game: found by its title,
+        first frame drawn (not black), and ``shape`` (H, W of the captured frame) when given.
+
+        The game window hides the OS cursor and draws its own pointer, so by default no second pointer is
+        drawn in; ``downscale``: each game pixel is ``scale`` x ``scale`` screen pixels, so
+        ``downscale=scale`` gives the game's own frames.
+
+        Raises:
+            ConfigError: the window exited first (its error said), or did not show within ``timeout``.
+        """
+        from controllers import ScreenCapture
+        end = time.monotonic() + timeout
+        self.wait_shown(timeout)  # before its first frame the screen there can still show an earlier window
+        while True:
+            cap = None
+            try:
+                cap = ScreenCapture(window=self.title, include_pointer=include_pointer, downscale=downscale)
+                frame, _ = cap.grab()
+                if frame.max() > 0 and (shape is None or frame.shape[:2] == tuple(shape)):
+                    return cap
+            except Exception:
+                pass
+            if cap is not None:
+                cap.close()
+            if self.proc.poll() is not None:
+                raise ConfigError(f"the game window exited before it could be captured: {self.error()[-300:]}")
+            if time.monotonic() > end:
+                raise ConfigError(f"the game window did not appear within {timeout:g} s; check that the X display works")
+            time.sleep(0.1)
 
     @property
     def done(self) -> bool:

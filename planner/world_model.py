@@ -58,8 +58,51 @@ class GoalFrame:
 
     def __post_init__(self):
         check_frames(self.image[None], "goal image")
-        if not self.offset > 0:
+        if not (np.isfinite(self.offset) and self.offset > 0):
             raise ConfigError(f"goal offset must be positive seconds after the last context frame, got {self.offset}")
+
+    MAX_PIXELS = 4096 * 4096  # a goal image larger than this is refused before it is decoded
+
+    @staticmethod
+    def read_image(path) -> np.ndarray:
+        """The image file at ``path`` (a PNG or JPEG screenshot) as (H, W, 3) uint8 RGB.
+
+        Raises:
+            ConfigError: it does not exist, cannot be read, or has more than ``MAX_PIXELS`` pixels
+                (checked from its header, before decoding).
+        """
+        from pathlib import Path
+
+        from PIL import Image, UnidentifiedImageError
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"goal image {path} does not exist; pass the path of a PNG or JPEG screenshot")
+        try:
+            with Image.open(p) as im:
+                w, h = im.size
+                if w * h > GoalFrame.MAX_PIXELS:
+                    raise ConfigError(f"goal image {path} is {w}x{h} pixels, more than the {GoalFrame.MAX_PIXELS:,} "
+                                      "a goal may have: pass a screenshot of the game (any size up to 4096x4096)")
+                im.load()
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+            raise ConfigError(f"goal image {path} could not be read ({type(e).__name__}): "
+                              "pass an intact PNG or JPEG") from None
+
+    @classmethod
+    def from_image(cls, image: np.ndarray, frame_shape: tuple[int, int], layout, offset: float) -> "GoalFrame":
+        """A goal from a screenshot (``read_image``) for frames of ``frame_shape`` (the game frame's H, W,
+        before the overlay strip). A screenshot of the game (any size: it is resized) gets a no-op overlay;
+        an image that already has the overlay strip (the shape of an overlaid frame) is used as it is."""
+        from PIL import Image
+
+        from overlays import NOOP, render_overlay
+        h, w = frame_shape
+        if image.shape[:2] != (h + layout.strip_height(w), w):
+            if image.shape[:2] != (h, w):
+                image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+            image = render_overlay(image, NOOP, layout)
+        return cls(image, offset)
 
 
 @dataclass(frozen=True)

@@ -416,12 +416,12 @@ def test_window_sync_mouse(xvfb_display, monkeypatch):
 
 def test_agent_starts_a_mouse_episode_where_the_window_put_the_pointer(xvfb_display, monkeypatch):
     """``framepilot play --real-window`` parks the OS pointer for focus before the agent's first
-    step; in ``buttons`` that must be the episode's own start (``run_agent.start_pointer``), or the
+    step; in ``buttons`` that must be the episode's own start (``games.window.start_pointer``), or the
     parking would be the first input and move the pointer off its seed's position."""
     monkeypatch.setenv("DISPLAY", xvfb_display)
     from pynput.mouse import Controller
     from controllers import ScreenCapture
-    from run_agent import start_pointer
+    from games.window import start_pointer
     p, first = open_window(xvfb_display, "buttons", "--seed", "7", "--mode", "sync", "--scale", "3",
                            "--title", "fp start pointer")
     with ScreenCapture(window="fp start pointer") as cap:

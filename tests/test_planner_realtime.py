@@ -20,25 +20,6 @@ TITLE = "framepilot planner realtime"
 SCALE = 2
 
 
-def open_capture(title: str, window: WindowProcess, timeout: float = 20.0):
-    from controllers import ScreenCapture, WindowNotFoundError
-    deadline = time.monotonic() + timeout
-    window.wait_shown(timeout)  # before its first frame the screen there can still show an earlier window
-    while True:
-        try:
-            cap = ScreenCapture(window=title)
-            frame, _ = cap.grab()
-            if frame.shape[:2] == (128 * SCALE, 128 * SCALE) and frame.max() > 0:
-                return cap
-            cap.close()
-        except WindowNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise RuntimeError("the game window never showed its first frame")
-        time.sleep(0.1)
-
-
 def test_realtime_loop_plays_a_real_window(xvfb_display, human):
     from controllers import PynputExecutor, SafetyConfig
     # seed 135: target in a corner (0, 7), 6 cells away. In the realtime game a key counts in every
@@ -48,7 +29,7 @@ def test_realtime_loop_plays_a_real_window(xvfb_display, human):
     window = WindowProcess("reach", seed=135, mode="realtime", scale=SCALE, title=TITLE, max_seconds=30,
                            position=(200, 150))
     try:
-        cap = open_capture(TITLE, window)
+        cap = window.capture(shape=(128 * SCALE, 128 * SCALE))
         r = cap.rect
         human.warp(r.left + r.width // 2, r.top + r.height // 2)  # focus follows the pointer without a window manager
         safety = SafetyConfig(countdown=0.0, hotkeys=False, guardian=False, exit_handlers=False,
