@@ -60,9 +60,10 @@ def summarise(successes: list[bool], steps: list[int], latencies: list[float] | 
 
 
 def game_model_name(game: str) -> str:
-    """Which shipped checkpoint plays ``game``."""
+    """Which shipped checkpoint plays ``game`` (the one for the game's layout)."""
     from games import env_class
-    return "mouse" if env_class(game).layout_name == "mouse" else "arrows"
+    from worldmodel.checkpoints import shipped_for_layout
+    return shipped_for_layout(env_class(game).layout_name)
 
 
 def episode_inputs(env, info: dict, layout, goal_offset: float):

@@ -18,16 +18,37 @@ from overlays import OVERLAY_VERSION
 
 METADATA_FILE = "framepilot.json"
 BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
-BUNDLED = {"arrows": "arrows", "mouse": "mouse"}  # name -> folder under worldmodel/checkpoints
 
 
+def shipped() -> dict[str, dict]:
+    """The shipped checkpoints, each described by its own ``framepilot.json``: name (its folder under
+    ``worldmodel/checkpoints``) -> that metadata. Adding a checkpoint folder there is all it takes."""
+    out = {}
+    for meta_path in sorted(BUNDLED_DIR.glob(f"*/{METADATA_FILE}")):
+        try:
+            out[meta_path.parent.name] = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise MissingModel(f"the shipped checkpoint metadata {meta_path} is damaged ({type(e).__name__}); "
+                               "reinstall framepilot") from None
+    return out
+
+
+def shipped_for_layout(layout_name: str) -> str:
+    """The name of the shipped checkpoint whose overlay layout is ``layout_name`` (the first, by name)."""
+    found = [name for name, meta in shipped().items() if meta.get("layout", {}).get("name") == layout_name]
+    if not found:
+        layouts = sorted({m.get("layout", {}).get("name", "?") for m in shipped().values()})
+        raise MissingModel(f"no bundled world model for layout {layout_name!r} (bundled ones serve: "
+                           f"{', '.join(layouts)}); train one with framepilot train or pass --model")
+    return found[0]
 
 
 def bundled_path(name: str) -> Path:
-    """Folder of the shipped checkpoint ``name`` (``"arrows"`` or ``"mouse"``)."""
-    if name not in BUNDLED:
-        raise MissingModel(f"no bundled world model named {name!r}; choose one of {', '.join(BUNDLED)}")
-    path = BUNDLED_DIR / BUNDLED[name]
+    """Folder of the shipped checkpoint ``name`` (a key of ``shipped()``: ``"arrows"``, ``"mouse"``)."""
+    names = shipped()
+    if name not in names:
+        raise MissingModel(f"no bundled world model named {name!r}; choose one of {', '.join(names)}")
+    path = BUNDLED_DIR / name
     if not (path / "config.json").exists():
         raise MissingModel(f"the bundled world model {name!r} is missing from {path}; reinstall framepilot or "
                            f"train it with python -m training.train --out {path}")

@@ -31,20 +31,19 @@ from planner.world_model import (
 )
 from worldmodel.frames import resize_frames
 
-#: which shipped checkpoint serves which overlay layout
-BUNDLED_FOR_LAYOUT = {"arrows": "arrows", "mouse": "mouse"}
-
-
-def resolve_checkpoint(model: str) -> Path:
-    """The checkpoint folder for ``model``: ``bundled`` (arrows), a shipped name, or a folder."""
-    from worldmodel.checkpoints import BUNDLED, MissingModel, bundled_path
-    name = "arrows" if model == "bundled" else model.split(":", 1)[1] if model.startswith("bundled:") else model
-    if name in BUNDLED:
+def resolve_checkpoint(model: str, layout_name: str = "arrows") -> Path:
+    """The checkpoint folder for ``model``: ``bundled`` (the shipped one for ``layout_name``),
+    ``bundled:NAME`` or a shipped name, or a checkpoint folder."""
+    from worldmodel.checkpoints import MissingModel, bundled_path, shipped, shipped_for_layout
+    name = shipped_for_layout(layout_name) if model == "bundled" else \
+        model.split(":", 1)[1] if model.startswith("bundled:") else model
+    if name in shipped() or model.startswith("bundled:"):
         return bundled_path(name)
     path = Path(model)
     if not path.is_dir():
-        raise MissingModel(f"no world model at {model!r}: pass bundled, bundled:arrows, bundled:mouse or a checkpoint "
-                           "folder written by python -m training.train")
+        names = ", ".join(f"bundled:{n}" for n in shipped())
+        raise MissingModel(f"no world model at {model!r}: pass bundled, {names} or a checkpoint folder written by "
+                           "python -m training.train")
     return path
 
 
