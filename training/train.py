@@ -16,10 +16,11 @@ uninterrupted run on the same machine and thread count.
 
 Examples::
 
-    # the shipped arrows model (reach, reach-goal, coins), from a recorded corpus
+    # train a model on a recorded corpus (the shipped checkpoints were trained in several stages,
+    # each --init-from the one before: docs/model.md, "Reproducing the shipped checkpoints", has the
+    # exact commands; each checkpoint's framepilot.json records the command of its last stage)
     python -m training.corpus reach 8000 data/corpus/reach
-    python -m training.train --corpus data/corpus --games reach,reach-goal,coins \\
-        --out worldmodel/checkpoints/arrows --steps 12000 --seed 0
+    python -m training.train --corpus data/corpus --games reach,reach-goal,coins --out runs/arrows --steps 12000
 
     # fine-tune the shipped model on your own recordings (same layout)
     python -m training.train --corpus corpus/mygame --init-from bundled:arrows --out runs/mygame --steps 2000
@@ -86,7 +87,7 @@ class TrainConfig:
     out: str = "runs/worldmodel"
     games: tuple[str, ...] | None = None
     steps: int = 12000
-    batch: int = 64
+    batch: int = 16  # what every shipped model trained with (64 ran 2-5 s per step on 2 cores)
     lr: float = 5e-4
     warmup: int = 200
     seed: int = 0

@@ -82,8 +82,13 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
             attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
             class_embed_type="identity")
         temb = block_out_channels[0] * 4
+        # the prompt's projection without keypoints; with keypoints ``cond_proj`` takes the prompt. It is
+        # created either way so that every later layer draws the same random initial weights for a
+        # seed (the documented training commands reproduce the shipped checkpoints), then dropped when
+        # unused, so no checkpoint carries dead weights.
         self.text_proj = nn.Sequential(nn.Linear(text_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
         if keypoints:
+            del self.text_proj
             width = 16
             self.keypoint_net = nn.Sequential(
                 nn.Conv2d(5, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
