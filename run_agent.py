@@ -40,7 +40,7 @@ def record(a: argparse.Namespace) -> dict:
     """Scripted demonstrator episodes of a bundled game, or a person playing the real screen."""
     if a.screen:
         from controllers.display import Rect
-        from controllers.human_recorder import record_human
+        from framepilot.record import record_human
         from overlays import Layout
         region = Rect.parse(a.region).as_tuple() if a.region else None
         size = None
@@ -51,7 +51,7 @@ def record(a: argparse.Namespace) -> dict:
             except (ValueError, AssertionError):
                 raise UsageError(f"--size must be H,W in pixels, e.g. 128,160; got {a.size!r}") from None
         return record_human(a.out, Layout.resolve(a.layout), window=a.window, region=region, fps=a.fps,
-                            seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen")
+                            seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen", live=True)
     import games
     from training.corpus import record_scripted
     if not a.game or a.game not in games.GAME_NAMES:

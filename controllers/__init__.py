@@ -4,8 +4,15 @@ Imports without a display; pynput, mss and Xlib are loaded when a capture or exe
 """
 
 from controllers.capture import FrameSource, ScreenCapture, draw_pointer
-from controllers.display import AgentStopped, ControllerError, NoDisplayError, RegionError, WaylandError, \
-    WindowNotFoundError, check_display
+from controllers.display import (
+           AgentStopped,
+           ControllerError,
+           NoDisplayError,
+           RegionError,
+           WaylandError,
+           WindowNotFoundError,
+           check_display,
+)
 from controllers.executor import DryRunExecutor, Executor, PynputExecutor
 from controllers.safety import DANGEROUS_COMBOS, RunControl, SafetyConfig, screen_action
 

@@ -18,6 +18,7 @@ from controllers.display import (
     window_title,
 )
 from framepilot.errors import ConfigError
+from framepilot.frames import resize_frames
 
 
 def _arrow_sprite() -> tuple[np.ndarray, np.ndarray]:
@@ -190,10 +191,8 @@ class ScreenCapture:
                 p = self._xd.screen().root.query_pointer()
                 draw_pointer(frame, p.root_x - r.left, p.root_y - r.top)
         f = self.downscale
-        if f > 1:
-            h, w = frame.shape[0] // f, frame.shape[1] // f
-            blocks = frame.reshape(h, f, w, f, 3).astype(np.float32).mean(axis=(1, 3))
-            frame = np.round(blocks).astype(np.uint8)
+        if f > 1:  # whole blocks: exact block means
+            frame = resize_frames(frame[None], (frame.shape[0] // f, frame.shape[1] // f))[0]
         return frame, t
 
     def close(self) -> None:

@@ -129,8 +129,8 @@ def window_title(d, w) -> str:
 
 
 def is_viewable(w) -> bool:
-    import Xlib.X
     import Xlib.error
+    import Xlib.X
     try:
         a = w.get_attributes()
         return a.map_state == Xlib.X.IsViewable and a.win_class != Xlib.X.InputOnly
@@ -208,8 +208,8 @@ def buttons_down(d) -> set[int]:
 
 def xtest_release(d, keycodes, buttons) -> None:
     """Release ``keycodes`` and mouse ``buttons`` (1-3) that the X server shows as held, via XTEST."""
-    import Xlib.X
     import Xlib.ext.xtest
+    import Xlib.X
 
     down_k, down_b = keys_down(d), buttons_down(d)
     for kc in keycodes:

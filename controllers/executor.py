@@ -11,12 +11,28 @@ import logging
 import threading
 import time
 
+from controllers.display import (
+    AgentStopped,
+    ControllerError,
+    Rect,
+    RegionError,
+    check_display,
+    open_display,
+    screen_rect,
+    xtest_release,
+)
+from controllers.safety import (
+    ExitHandlers,
+    FocusGuard,
+    GuardianClient,
+    HotkeyListener,
+    SafetyConfig,
+    check_layout,
+    corner_hit,
+    countdown,
+    screen_action,
+)
 from overlays import NOOP, Action
-
-from controllers.display import AgentStopped, ControllerError, Rect, RegionError, check_display, open_display, \
-    screen_rect, xtest_release
-from controllers.safety import ExitHandlers, FocusGuard, GuardianClient, HotkeyListener, SafetyConfig, \
-    check_layout, corner_hit, countdown, screen_action
 
 log = logging.getLogger("framepilot.controllers")
 

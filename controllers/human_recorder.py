@@ -1,40 +1,101 @@
-"""Record a person playing a window, a region or a monitor, with their real inputs drawn as the overlay.
+"""Record a person (or any program) playing on the real screen: a ``ScreenCapture`` (which follows a
+window and notices when it is gone), an ``InputListener`` (their real keys and buttons) and a writer
+of episodes (``training.corpus.EpisodeWriter``; any object with ``add(frame, action, t)``,
+``close(**meta)``, ``n_frames`` and ``meta``). ``framepilot.record.record_human`` wires the three.
 
-The target is resolved and checked by ``ScreenCapture`` (a window by title, with no window manager
-too; one-sentence errors for a missing display, a Wayland session, a region off the screen or an
-unknown title); the recording itself is ``training.corpus.record_screen``: mss grabs at a fixed
-fps, a pynput listener hears only the layout's keys and buttons (a key counts as held if it was
-held at any moment of the interval ending at the frame), and the episode format of
-``training/corpus.py`` is written. Esc (``stop_key``) ends it.
-
-    from controllers.human_recorder import record_human
-    record_human("corpus/mygame/ep_0", Layout.preset("arrows"), window="My Game", fps=10)
+Frame 0 is grabbed at the start with a no-op overlay; frame k is grabbed at the end of interval k,
+with the overlay of the inputs held during it (``InputListener``'s rule).
 """
 
 from __future__ import annotations
 
-from controllers.capture import ScreenCapture
+import time
+
+from framepilot.errors import ConfigError, ControllerError
+from framepilot.frames import resize_frames
+from overlays import NOOP, Action, render_overlay
 
 
-def record_human(out_dir, layout, *, window: str | None = None, region: tuple[int, int, int, int] | None = None,
-                 monitor: int | None = None, fps: float = 10.0, seconds: float | None = None,
-                 size: tuple[int, int] | None = None, prompt: str | None = None, game: str = "screen",
-                 stop_key: str = "esc", ready=None) -> dict:
-    """Record one episode of a person playing; returns its meta dict.
+def recording_size(height: int, width: int, layout) -> tuple[int, int]:
+    """The game-frame (H, W) a capture of ``height`` x ``width`` pixels is stored at when no size is
+    asked for: the capture's own size, trimmed by at most a pixel per side so that the stored frame,
+    overlay strip included, has the even height and width that the video encoder needs."""
+    w = width - width % 2
+    h = height - height % 2
+    if layout.strip_height(w) % 2:
+        h = h - 1 if h > 16 else h + 1  # (a capture this small is stretched by a pixel instead)
+    return h, w
+
+
+def check_size(size: tuple[int, int], layout) -> None:
+    h, w = size
+    total = h + layout.strip_height(w)
+    if w % 2 or total % 2 or min(h, w) < 16:
+        raise ConfigError(f"--size {h},{w} gives stored frames of {total}x{w} pixels with the {layout.name!r} "
+                          f"strip; the video encoder needs even sides, each at least 16: try --size "
+                          f"{recording_size(h, w, layout)[0]},{w - w % 2}")
+
+
+def record(capture, listener, writer, layout, fps: float = 10.0, seconds: float | None = None,
+           size: tuple[int, int] | None = None, ready=None, progress=None) -> dict:
+    """Record until the listener's stop key, ``seconds``, or the window going away.
 
     Args:
-        out_dir: the episode folder to write.
-        layout: ``overlays.Layout``; only its keys and buttons are heard, nothing else is stored.
-        window, region, monitor: what to capture (see ``ScreenCapture``); a window is captured where
-            it is when the recording starts.
-        fps: frames per second. seconds: stop after this long (``None``: only ``stop_key`` stops).
-        size: ``(height, width)`` to store frames at (``None``: the captured size, made even).
-        prompt, game: stored in ``meta.json``.
-        ready: called once the listeners run (tests send input from it).
+        capture: has ``grab() -> (frame, t)`` and ``size`` (width, height) (``controllers.ScreenCapture``).
+        listener: a started ``InputListener``.
+        writer: where the frames go (see the module docstring).
+        layout: the overlay layout drawn on every frame.
+        fps: frames per second. seconds: stop after this long (None: the stop key only).
+        size: (H, W) to store game frames at (``resize_frames``; mouse velocities are scaled to them);
+            None: ``recording_size`` of the capture.
+        ready: called once, after frame 0 (tests send input from it).
+        progress: called after every frame with (seconds, frames, keys seen so far).
+    Returns:
+        The writer's meta after ``close``.
     """
-    from training.corpus import ScreenRecording, record_screen
-    with ScreenCapture(monitor=monitor, region=region, window=window) as cap:
-        rect = cap.rect
-    cfg = ScreenRecording(out_dir=out_dir, region=rect.as_tuple(), layout=layout, fps=fps, seconds=seconds,
-                          size=size, prompt=prompt, game=game, stop_key=stop_key)
-    return record_screen(cfg, ready=ready)
+    if not 1 <= fps <= 60:
+        raise ConfigError(f"--fps must be between 1 and 60, got {fps}")
+    if seconds is not None and not seconds > 0:
+        raise ConfigError(f"--seconds must be positive, got {seconds}")
+    width, height = capture.size
+    out_h, out_w = size if size is not None else recording_size(height, width, layout)
+    check_size((out_h, out_w), layout)
+    sx, sy = out_w / width / getattr(capture, "downscale", 1), out_h / height / getattr(capture, "downscale", 1)
+
+    def grab():
+        frame, _ = capture.grab()
+        return resize_frames(frame[None], (out_h, out_w))[0]
+
+    seen: set[str] = set()
+    last_pos = listener.pointer
+    writer.add(render_overlay(grab(), NOOP, layout), NOOP, 0.0)
+    if ready is not None:
+        ready()
+    t0 = time.perf_counter()
+    k = 0
+    stop = listener.stopped
+    while not stop.is_set():
+        k += 1
+        deadline = t0 + k / fps
+        while time.perf_counter() < deadline and not stop.is_set():
+            time.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
+        if stop.is_set():
+            break
+        pos = listener.pointer
+        keys, buttons = listener.interval()
+        try:
+            frame = grab()
+        except ControllerError as e:  # the window closed or went away: the recording ends there, kept
+            writer.meta["ended"] = str(e)
+            break
+        v = ((pos[0] - last_pos[0]) * fps * sx, (pos[1] - last_pos[1]) * fps * sy) if layout.has_mouse else (0.0, 0.0)
+        last_pos = pos
+        action = Action(keys=keys, mouse=v, buttons=buttons)
+        writer.add(render_overlay(frame, action, layout), action, k / fps)
+        seen |= keys | buttons
+        if progress is not None:
+            progress(k / fps, writer.n_frames, sorted(seen))
+        if seconds is not None and k / fps >= seconds - 1e-9:
+            break
+    writer.close(success=None, steps=writer.n_frames - 1)
+    return writer.meta

@@ -19,10 +19,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from controllers.display import (
+    ControllerError,
+    Rect,
+    is_viewable,
+    top_level,
+    window_rect,
+)
 from overlays import Action
 from overlays.layout import is_valid_key_name
-
-from controllers.display import ControllerError, Rect, is_viewable, top_level, window_rect
 
 # Modifier spellings folded together before matching combinations.
 _MODIFIERS = {"ctrl_l": "ctrl", "ctrl_r": "ctrl", "alt_l": "alt", "alt_r": "alt", "alt_gr": "alt",

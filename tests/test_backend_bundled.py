@@ -136,9 +136,9 @@ def test_rollouts_of_one_decision_share_one_game_area_pass(tiny_checkpoint):
 
 
 def test_context_and_goal_are_resampled_as_the_training_corpus_was(tiny_checkpoint):
-    """The network sees ``worldmodel.frames.resize_frames`` of the context and goal (what the corpus
+    """The network sees ``framepilot.frames.resize_frames`` of the context and goal (what the corpus
     loader gives it in training), also at a size that is no whole multiple of the model's."""
-    from worldmodel.frames import resize_frames
+    from framepilot.frames import resize_frames
     m = BundledWorldModel(str(tiny_checkpoint), denoise_steps=1)
     clip, info = clip_of("reach-goal")
     odd = ContextClip(np.ascontiguousarray(clip.frames[:, :150, :121]), 10.0)  # 150x121: factors 3.75 and 3.03

@@ -155,8 +155,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 
-def test_record_screen_captures_a_real_window_and_real_keys(xvfb_display, monkeypatch, tmp_path):
-    from training.corpus import ScreenRecording, record_screen
+def test_record_human_captures_a_real_window_and_real_keys(xvfb_display, monkeypatch, tmp_path):
+    from framepilot.record import record_human
     monkeypatch.setenv("DISPLAY", xvfb_display)
     env = dict(os.environ, DISPLAY=xvfb_display, PYTHONPATH=str(REPO), SDL_VIDEO_WINDOW_POS="0,0")
     game = subprocess.Popen([sys.executable, "-m", "games.window", "reach", "--seed", "2", "--mode", "sync",
@@ -178,8 +178,7 @@ def test_record_screen_captures_a_real_window_and_real_keys(xvfb_display, monkey
             threading.Thread(target=press_left, daemon=True).start()
 
         layout = Layout.preset("arrows")
-        meta = record_screen(ScreenRecording(tmp_path / "ep", (0, 0, 128, 128), layout, seconds=1.0, prompt="play"),
-                             ready=ready)
+        meta = record_human(tmp_path / "ep", layout, region=(0, 0, 128, 128), seconds=1.0, prompt="play", ready=ready)
     finally:
         game.kill()
         game.wait()

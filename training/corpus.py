@@ -49,7 +49,7 @@ import numpy as np
 
 from framepilot.errors import ConfigError, CorpusError
 from overlays import NOOP, OVERLAY_VERSION, Action, Layout, render_overlay
-from worldmodel.frames import resize_frames
+from framepilot.frames import resize_frames
 
 FORMAT_VERSION = 1
 VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "meta.json", "goal.png"
@@ -336,183 +336,6 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
     return {"episodes": n_episodes, "success_rate": n_ok / n_episodes, "frames": n_frames}
 
 
-# ---- recording a person playing on the real screen ----------------------------------------------------
-@dataclass
-class ScreenRecording:
-    """Settings for ``record_screen``.
-
-    Args:
-        out_dir: the episode folder to write.
-        region: ``(left, top, width, height)`` of the screen to capture, in screen pixels.
-        layout: the overlay layout; only its keys and mouse buttons are heard.
-        fps: capture rate, frames per second.
-        seconds: stop after this long (None: only the stop key or Ctrl-C stops).
-        size: ``(height, width)`` to resize captured frames to before the overlay is drawn (None: the
-            region's size); mouse velocities are scaled to the stored frame's pixels.
-        prompt: text stored with the episode (what the player was asked to do).
-        game: a name for the game, stored in ``meta.json``.
-        stop_key: pynput key name that ends the recording (not recorded).
-    """
-
-    out_dir: str | Path
-    region: tuple[int, int, int, int]
-    layout: Layout
-    fps: float = 10.0
-    seconds: float | None = None
-    size: tuple[int, int] | None = None
-    prompt: str | None = None
-    game: str = "screen"
-    stop_key: str = "esc"
-
-    def __post_init__(self):
-        if len(self.region) != 4 or self.region[2] < 16 or self.region[3] < 4:
-            raise ConfigError(f"region must be (left, top, width, height) with width >= 16 and height >= 4, "
-                             f"got {self.region}")
-        if not 1 <= self.fps <= 60:
-            raise ConfigError(f"fps must be between 1 and 60, got {self.fps}")
-        if self.seconds is not None and self.seconds <= 0:
-            raise ConfigError(f"seconds must be positive, got {self.seconds}")
-        if self.size is not None and (self.size[0] % 2 or self.size[1] % 2 or min(self.size) < 16):
-            raise ConfigError(f"size must be even (height, width), each at least 16, got {self.size}")
-
-
-def _pynput_name(key) -> str | None:
-    name = getattr(key, "name", None)
-    if name:
-        return name
-    char = getattr(key, "char", None)
-    return char.lower() if char else None
-
-
-def _stop_listener(listener) -> None:
-    """Stop a pynput listener and wait for its thread.
-
-    pynput 1.8's X11 listener sends its stop request on the connection that is blocked reading
-    events, so on an idle display (Xvfb) it only stops at the next input event; sending the same
-    request on its control connection stops it at once.
-    """
-    listener.stop()
-    try:
-        listener._display_stop.record_disable_context(listener._context)
-        listener._display_stop.flush()
-    except Exception:  # another backend (macOS, Windows) or pynput version: stop() alone is enough there
-        pass
-    listener.join(timeout=2.0)
-
-
-def record_screen(cfg: ScreenRecording, ready=None) -> dict:
-    """Capture a person (or an agent) playing a region of the real screen, with their real inputs.
-
-    A pynput listener hears the keyboard and mouse (layout keys and buttons only; a key counts as
-    held in an interval if it was held at any moment of it); mss grabs the region at ``cfg.fps``.
-    Frame 0 is grabbed at the start with a no-op overlay; frame k is grabbed at the end of
-    interval k with the overlay of the inputs held during it. Needs a display (X11 or a desktop).
-
-    Args:
-        cfg: what to capture and where to write it.
-        ready: optional callable run once the listeners are started (tests use it to send input).
-    Returns:
-        The episode's meta dict.
-    """
-    import threading
-    import time
-    try:
-        import mss
-        from pynput import keyboard, mouse
-    except ImportError as e:
-        raise RuntimeError(f"screen recording needs mss and pynput with a display ({e}); run it on a desktop "
-                           "or under Xvfb with DISPLAY set") from None
-    layout = cfg.layout
-    keys_heard = set(layout.keys)
-    buttons_heard = set(layout.buttons)
-    lock = threading.Lock()
-    held_keys: set[str] = set()
-    tapped_keys: set[str] = set()
-    held_buttons: set[str] = set()
-    tapped_buttons: set[str] = set()
-    stop = threading.Event()
-
-    def on_press(key):
-        name = _pynput_name(key)
-        if name == cfg.stop_key:
-            stop.set()
-        elif name in keys_heard:
-            with lock:
-                held_keys.add(name)
-                tapped_keys.add(name)
-
-    def on_release(key):
-        with lock:
-            held_keys.discard(_pynput_name(key))
-
-    def on_click(x, y, button, pressed):
-        name = getattr(button, "name", "")
-        if name not in buttons_heard:
-            return
-        with lock:
-            if pressed:
-                held_buttons.add(name)
-                tapped_buttons.add(name)
-            else:
-                held_buttons.discard(name)
-
-    left, top, width, height = cfg.region
-    out_h, out_w = cfg.size if cfg.size else (height - height % 2, width - width % 2)
-    sx, sy = out_w / width, out_h / height
-    meta = {"game": cfg.game, "seed": None, "prompt": cfg.prompt, "fps": cfg.fps, "layout": layout.to_dict(),
-            "overlay_version": layout.overlay_version, "source": "screen", "region": list(cfg.region)}
-    kl = keyboard.Listener(on_press=on_press, on_release=on_release)
-    ml = mouse.Listener(on_click=on_click)
-    pointer = mouse.Controller()
-    kl.start()
-    ml.start()
-    kl.wait()
-    ml.wait()
-    try:
-        make_grabber = getattr(mss, "MSS", None) or mss.mss  # mss >= 10 renamed the class
-        with make_grabber() as grabber, EpisodeWriter(cfg.out_dir, meta) as writer:
-            box = {"left": left, "top": top, "width": width, "height": height}
-
-            def grab() -> np.ndarray:
-                shot = np.asarray(grabber.grab(box))[:, :, 2::-1]  # BGRA -> RGB
-                return resize_frames(np.ascontiguousarray(shot)[None], (out_h, out_w))[0]
-
-            last_pos = pointer.position
-            carried_keys: set[str] = set()
-            carried_buttons: set[str] = set()
-            writer.add(render_overlay(grab(), NOOP, layout), NOOP, 0.0)
-            if ready is not None:
-                ready()
-            t0 = time.perf_counter()
-            k = 0
-            while not stop.is_set():
-                k += 1
-                deadline = t0 + k / cfg.fps
-                while time.perf_counter() < deadline and not stop.is_set():
-                    time.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
-                if stop.is_set():
-                    break
-                pos = pointer.position
-                with lock:
-                    keys = carried_keys | tapped_keys | held_keys
-                    buttons = carried_buttons | tapped_buttons | held_buttons
-                    tapped_keys.clear()
-                    tapped_buttons.clear()
-                    carried_keys, carried_buttons = set(held_keys), set(held_buttons)
-                v = ((pos[0] - last_pos[0]) * cfg.fps * sx, (pos[1] - last_pos[1]) * cfg.fps * sy) \
-                    if layout.has_mouse else (0.0, 0.0)
-                last_pos = pos
-                action = Action(keys=keys, mouse=v, buttons=buttons)
-                writer.add(render_overlay(grab(), action, layout), action, k / cfg.fps)
-                if cfg.seconds is not None and k / cfg.fps >= cfg.seconds - 1e-9:
-                    break
-            writer.close(success=None, steps=writer.n_frames - 1)
-    finally:
-        for listener in (kl, ml):
-            _stop_listener(listener)
-    return writer.meta
-
-
 def _parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.replace("x", ",").split(","))
@@ -535,13 +358,14 @@ def main_screen(argv: list[str]) -> int:
     p.add_argument("--prompt", default=None, help="what the player is doing, stored with the episode")
     p.add_argument("--game", default="screen", help="a name for the game")
     a = p.parse_args(argv)
+    from framepilot.errors import FramepilotError
+    from framepilot.record import record_human
     try:
-        cfg = ScreenRecording(out_dir=a.out_dir, region=_parse_ints(a.region, 4, "--region"),
-                              layout=Layout.resolve(a.layout), fps=a.fps, seconds=a.seconds,
-                              size=_parse_ints(a.size, 2, "--size") if a.size else None, prompt=a.prompt, game=a.game)
-        print("recording; press Esc to stop", file=sys.stderr, flush=True)
-        meta = record_screen(cfg)
-    except (ValueError, RuntimeError, FileExistsError) as e:
+        region = _parse_ints(a.region, 4, "--region")
+        size = _parse_ints(a.size, 2, "--size") if a.size else None
+        meta = record_human(a.out_dir, Layout.resolve(a.layout), region=region, fps=a.fps, seconds=a.seconds,
+                            size=size, prompt=a.prompt, game=a.game, live=True)
+    except (FramepilotError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"out_dir": str(a.out_dir), "n_frames": meta["n_frames"]}))

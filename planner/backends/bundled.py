@@ -29,7 +29,7 @@ from planner.world_model import (
     frames_needed,
     resample_clip,
 )
-from worldmodel.frames import resize_frames
+from framepilot.frames import resize_frames
 
 def resolve_checkpoint(model: str, layout_name: str = "arrows") -> Path:
     """The checkpoint folder for ``model``: ``bundled`` (the shipped one for ``layout_name``),
@@ -133,7 +133,7 @@ class BundledWorldModel(WorldModel):
         clip = resample_clip(context.frames, context.fps, fps)[-self.k:]
         if len(clip) < self.k:
             clip = np.concatenate([np.repeat(clip[:1], self.k - len(clip), 0), clip])
-        # resampled as the training corpus was (worldmodel.frames); outputs go back to the context's size
+        # resampled as the training corpus was (framepilot.frames); outputs go back to the context's size
         _, undo = fit_frames(clip[:1], self.size, mode="resize")
         fitted = resize_frames(clip, self.size)
         ctx = self._to_unit(fitted)[None].expand(n, -1, -1, -1, -1).contiguous()

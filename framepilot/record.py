@@ -1,0 +1,71 @@
+"""``framepilot record --screen``: a person playing a window or region of the real screen, recorded as
+a corpus episode. The wiring of ``controllers.ScreenCapture``, ``controllers.listener.InputListener``,
+``controllers.human_recorder.record`` and ``training.corpus.EpisodeWriter`` (the file format).
+
+    from framepilot.record import record_human
+    record_human("corpus/mygame/ep_0", Layout.preset("arrows"), window="My Game", fps=10)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def record_human(out_dir, layout, *, window: str | None = None, region: tuple[int, int, int, int] | None = None,
+                 monitor: int | None = None, fps: float = 10.0, seconds: float | None = None,
+                 size: tuple[int, int] | None = None, prompt: str | None = None, game: str = "screen",
+                 stop_key: str = "esc", ready=None, live: bool = False) -> dict:
+    """Record one episode of a person playing; returns its meta dict.
+
+    Args:
+        out_dir: the episode folder to write.
+        layout: ``overlays.Layout``; only its keys and buttons are heard, nothing else is stored.
+        window, region, monitor: what to capture (see ``ScreenCapture``); a window is followed where it
+            moves, and the recording ends, kept, when it closes.
+        fps: frames per second. seconds: stop after this long (``None``: only ``stop_key`` stops).
+        size: ``(height, width)`` to store game frames at (``None``: the captured size, trimmed to what
+            the video encoder takes: ``controllers.human_recorder.recording_size``).
+        prompt, game: stored in ``meta.json``.
+        ready: called once the listeners run and frame 0 is written (tests send input from it).
+        live: print a live line (seconds, frames, keys seen) to stderr while recording.
+    """
+    from controllers import ScreenCapture
+    from controllers.human_recorder import check_size, record
+    from controllers.listener import InputListener
+    from training.corpus import EpisodeWriter
+    if size is not None:
+        check_size(size, layout)  # before anything is opened
+    with ScreenCapture(monitor=monitor, region=region, window=window) as cap:
+        meta = {"game": game, "seed": None, "prompt": prompt, "fps": fps, "layout": layout.to_dict(),
+                "overlay_version": layout.overlay_version, "source": "screen", "region": list(cap.rect.as_tuple())}
+        progress = _LiveLine() if live else None
+        with InputListener(layout, stop_key) as listener, EpisodeWriter(out_dir, meta) as writer:
+            if live:
+                print(f"recording {cap.rect}; press {stop_key} to stop", file=sys.stderr, flush=True)
+            meta = record(cap, listener, writer, layout, fps=fps, seconds=seconds, size=size, ready=ready,
+                          progress=progress)
+        if progress is not None:
+            progress.done()
+    return meta
+
+
+class _LiveLine:
+    """One status line, rewritten in place on a terminal, else printed every 5 s."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, seconds: float, frames: int, keys: list[str]) -> None:
+        now = time.monotonic()
+        line = f"recording: {seconds:6.1f} s, {frames} frames, keys seen: {', '.join(keys) or 'none yet'}"
+        if self.tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        elif now - self._last >= 5.0:
+            self._last = now
+            print(line, file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr, flush=True)
