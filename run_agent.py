@@ -90,7 +90,13 @@ def _add_plan_options(p: argparse.ArgumentParser, d: PlanOptions) -> None:
     o.add_argument("--quiet", action="store_true", help="no live status")
 
 
+def _game_names() -> tuple[str, ...]:
+    import games
+    return games.GAME_NAMES
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from overlays import PRESETS
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="framepilot", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -102,7 +108,7 @@ The agent plays a bundled game with a world model (the shipped one by default).
     framepilot play --game reach-goal --goal goal.png --rollouts 16
     framepilot play --game reach --real-window --mode realtime""")
     d = PlayConfig()
-    pp.add_argument("--game", default=d.game, help="reach, reach-goal, coins or buttons (default: %(default)s)")
+    pp.add_argument("--game", default=d.game, help=f"one of {', '.join(_game_names())} (default: %(default)s)")
     pp.add_argument("--episodes", type=int, default=d.episodes, help="episodes, seeds counting up (default: %(default)s)")
     pp.add_argument("--real-window", action="store_true", help="play the game in a real window through mss and pynput")
     pp.add_argument("--mode", default=d.mode, choices=("sync", "realtime"), help="sync: the game waits for the "
@@ -120,7 +126,7 @@ a focus guard pauses when the window loses focus, and dangerous combinations are
     d = ScreenConfig()
     ps.add_argument("--region", default=None, help="L,T,W,H in screen pixels")
     ps.add_argument("--window", default=None, help="window title (exact, else a case-insensitive part of it)")
-    ps.add_argument("--layout", default=d.layout, help="arrows, wasd, mouse, desktop or a layout JSON file (default: %(default)s)")
+    ps.add_argument("--layout", default=d.layout, help=f"{', '.join(PRESETS)} or a layout JSON file (default: %(default)s)")
     ps.add_argument("--dry-run", action="store_true", help="send no input; log what would have been sent")
     ps.add_argument("--mouse-scale", type=float, default=d.mouse_scale,
                     help="screen pixels per pixel of the overlay's mouse velocity: the window's size over the frame "

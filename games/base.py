@@ -154,6 +154,11 @@ class GameEnv(gymnasium.Env):
         pygame.display.flip()
 
     # ---- subclass hooks -----------------------------------------------------------------------------
+    def demonstrator(self, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
+        """This game's scripted player, with ``act() -> Action`` (``games.demonstrators``): it records
+        the training corpus and is the ``demonstrator`` baseline of ``framepilot eval``."""
+        raise NotImplementedError(f"{type(self).__name__} has no demonstrator")
+
     def _new_episode(self, rng: np.random.Generator) -> None:
         raise NotImplementedError
 

@@ -55,6 +55,10 @@ class ButtonsEnv(GameEnv):
     step_cap = 30
     max_speed = MAX_SPEED
 
+    def demonstrator(self, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
+        from games.demonstrators import PointerDemonstrator
+        return PointerDemonstrator(self, rng, noise, click_margin)
+
     def __init__(self, **kw):
         super().__init__(**kw)
         self.pointer = (64.0, 64.0)

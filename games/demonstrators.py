@@ -29,8 +29,8 @@ from overlays.action import NOOP, Action
 from overlays.layout import Layout
 
 
-class Demonstrator:
-    """A noisy scripted player for one bundled game.
+class _Demonstrator:
+    """A noisy scripted player for one bundled game (``GridDemonstrator``, ``PointerDemonstrator``).
 
     Args:
         env: a bundled game (``games.make(...)``); it reads the env's state after each ``reset``/``step``.
@@ -49,16 +49,17 @@ class Demonstrator:
         self.rng = rng
         self.noise = noise
         self.click_margin = int(click_margin)
-        self._pressed = False
 
     def act(self) -> Action:
         """The action to hold during the next step."""
-        if self.env.game == "buttons":
-            return self._act_mouse()
-        return self._act_arrows()
+        raise NotImplementedError
 
-    # ---- grid games ----------------------------------------------------------------------------------
-    def _act_arrows(self) -> Action:
+
+class GridDemonstrator(_Demonstrator):
+    """Grid games (``reach``, ``reach-goal``, ``coins``): a shortest-path arrow key, re-drawn among
+    equally good ones every step; with probability ``noise`` a random (safe) arrow key."""
+
+    def act(self) -> Action:
         env = self.env
         marker = env.marker
         others = frozenset(getattr(env, "coins", {}).values()) - {env.target}
@@ -76,8 +77,15 @@ class Demonstrator:
             return NOOP
         return Action(keys={good[int(self.rng.integers(len(good)))]})
 
-    # ---- buttons -------------------------------------------------------------------------------------
-    def _act_mouse(self) -> Action:
+
+class PointerDemonstrator(_Demonstrator):
+    """``buttons``: move toward the named button's centre with angle noise, click once inside it."""
+
+    def __init__(self, env, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
+        super().__init__(env, rng, noise, click_margin)
+        self._pressed = False
+
+    def act(self) -> Action:
         env = self.env
         if env.steps == 0:
             self._pressed = False
@@ -94,6 +102,12 @@ class Demonstrator:
         speed = min(env.max_speed, d * env.fps) * self.rng.uniform(0.8, 1.0)
         angle = math.atan2(dy, dx) + self.rng.normal(0.0, 1.5 * self.noise)
         return Action(mouse=(speed * math.cos(angle), speed * math.sin(angle)))
+
+
+def Demonstrator(env, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3) -> _Demonstrator:  # noqa: N802
+    """The game's own demonstrator (its class's ``demonstrator``), e.g. ``Demonstrator(env, rng).act()``."""
+    env = getattr(env, "unwrapped", env)
+    return env.demonstrator(rng, noise=noise, click_margin=click_margin)
 
 
 def random_action(layout: str | Layout, rng: np.random.Generator) -> Action:

@@ -88,5 +88,9 @@ class GridGame(GameEnv):
         super().__init__(**kw)
         self.marker: Cell = (0, 0)
 
+    def demonstrator(self, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
+        from games.demonstrators import GridDemonstrator
+        return GridDemonstrator(self, rng, noise, click_margin)
+
     def _move(self, action: Action) -> None:
         self.marker = move(self.marker, action.keys)

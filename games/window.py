@@ -77,10 +77,12 @@ class WindowConfig:
             self.title = f"framepilot {self.game}"
 
 
-def _key_names():
+def _key_names(layout_name: str) -> dict[int, str]:
+    """pygame key code -> overlay key name, for the keys of the game's own layout."""
     import pygame
-    return {pygame.K_LEFT: "left", pygame.K_RIGHT: "right", pygame.K_UP: "up", pygame.K_DOWN: "down",
-            pygame.K_SPACE: "space"}
+
+    from overlays import Layout
+    return {pygame.key.key_code(name): name for name in Layout.preset(layout_name).keys}
 
 
 def _emit(line: dict) -> None:
@@ -97,7 +99,7 @@ def run_window(cfg: WindowConfig) -> dict:
 
     env = games.make(cfg.game, render_mode="rgb_array")
     layout_keys = set(Layout.preset(env.layout_name).keys)
-    key_names = _key_names()
+    key_names = _key_names(env.layout_name)
     mouse_game = env.layout_name == "mouse"
     buttons_map = {1: "left", 3: "right"}
 

@@ -20,7 +20,8 @@ menu num_lock page_down page_up pause print_screen right scroll_lock shift shift
 tab up
 """.split())
 
-PRESETS = ("arrows", "wasd", "mouse", "desktop")
+#: the layout presets: every JSON file in ``overlays/presets`` (a new preset is one file there)
+PRESETS = tuple(sorted(p.stem for p in (Path(__file__).resolve().parent / "presets").glob("*.json")))
 CELL_KINDS = ("key", "button", "mouse")
 
 

@@ -32,7 +32,6 @@ import numpy as np
 
 from framepilot.errors import ConfigError
 
-EVAL_GAMES = ("reach", "reach-goal", "coins", "buttons")
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
@@ -217,8 +216,12 @@ def evaluate_baselines(env, game: str, episodes: int, seed: int, progress: bool)
     return out
 
 
-def evaluate(games_: tuple[str, ...] = EVAL_GAMES, **kw) -> dict:
+def evaluate(games_: tuple[str, ...] | None = None, **kw) -> dict:
+    """``evaluate_game`` for each of ``games_`` (None: every registered game, ``games.GAME_NAMES``)."""
     import platform
+
+    import games
+    games_ = games.GAME_NAMES if games_ is None else games_
     t0 = time.time()
     result = {"games": {}}
     for g in games_:
@@ -253,7 +256,7 @@ def run(a: argparse.Namespace) -> int:
         raise ConfigError(f"--rollouts must be comma-separated whole numbers, e.g. 1,8; got {a.rollouts!r}") from None
     if a.episodes < 2 or min(rollouts) < 1:
         raise ConfigError("--episodes must be at least 2 and every rollout count at least 1")
-    result = evaluate((a.game,) if a.game else EVAL_GAMES, model_spec=a.model, episodes=a.episodes,
+    result = evaluate((a.game,) if a.game else None, model_spec=a.model, episodes=a.episodes,
                       rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
                       frame_steps=a.frame_steps)
     text = json.dumps(result, indent=1)
