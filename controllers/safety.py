@@ -28,6 +28,10 @@ from controllers.display import ControllerError, Rect, is_viewable, top_level, w
 _MODIFIERS = {"ctrl_l": "ctrl", "ctrl_r": "ctrl", "alt_l": "alt", "alt_r": "alt", "alt_gr": "alt",
               "shift_l": "shift", "shift_r": "shift", "cmd_l": "cmd", "cmd_r": "cmd"}
 
+#: pynput's media keys (``pynput.keyboard.Key.media_*``): they act on the whole session.
+MEDIA_KEYS = ("media_next", "media_play_pause", "media_previous", "media_volume_down", "media_volume_mute",
+              "media_volume_up")
+
 # Combinations that can hurt the user's session (close, switch or lock it, or send keys elsewhere).
 DANGEROUS_COMBOS: tuple[frozenset[str], ...] = tuple(frozenset(c) for c in (
     {"cmd"},  # super/windows key: launcher, window manager shortcuts
@@ -37,6 +41,13 @@ DANGEROUS_COMBOS: tuple[frozenset[str], ...] = tuple(frozenset(c) for c in (
     {"ctrl", "alt", "t"}, {"ctrl", "alt", "l"},  # open a terminal, lock the screen
     *({"ctrl", "alt", a} for a in ("left", "right", "up", "down")),  # switch workspace
     {"ctrl", "w"}, {"ctrl", "q"},  # close tab / quit program
+    {"ctrl", "shift", "w"}, {"ctrl", "shift", "q"},  # close window / log out (GNOME), quit (browsers)
+    {"ctrl", "esc"}, {"ctrl", "shift", "esc"},  # start menu / task manager
+    {"ctrl", "c"}, {"ctrl", "d"}, {"ctrl", "z"}, {"ctrl", "\\"},  # in a terminal: interrupt, EOF, suspend, quit
+    {"menu"},  # the context-menu key: a menu outside the game
+    {"caps_lock"}, {"num_lock"}, {"scroll_lock"},  # lock states that outlive the agent
+    {"print_screen"}, {"pause"},  # screenshot tools, break
+    *({k} for k in MEDIA_KEYS),  # the session's volume and media players, not the game
 ))
 
 
