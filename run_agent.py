@@ -567,7 +567,8 @@ def record(a: argparse.Namespace) -> dict:
             except ValueError:
                 raise UsageError(f"--size must be H,W in pixels, got {a.size!r}") from None
         return record_human(a.out, Layout.resolve(a.layout), window=a.window, region=region, fps=a.fps,
-                            seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen")
+                            seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen",
+                            overwrite=a.overwrite)
     from training.corpus import record_scripted
     import games
     if not a.game or a.game not in games.GAME_NAMES:
@@ -671,6 +672,8 @@ Record episodes in framepilot's corpus format (frames with the overlay, prompt, 
     pr.add_argument("--seconds", type=float, default=None, help="with --screen: stop after this long (default: Esc only)")
     pr.add_argument("--size", default=None, help="with --screen: H,W to store frames at (default: captured size)")
     pr.add_argument("--prompt", default=None, help="with --screen: what the player was asked to do")
+    pr.add_argument("--overwrite", action="store_true", help="with --screen: replace an episode (finished or "
+                    "not) already in --out; without it such a folder is refused and nothing is deleted")
 
     pt = sub.add_parser("train", help="train or fine-tune the bundled world model", formatter_class=fmt,
                         description=__import__("training.train", fromlist=["__doc__"]).__doc__)

@@ -19,7 +19,7 @@ from controllers.capture import ScreenCapture
 def record_human(out_dir, layout, *, window: str | None = None, region: tuple[int, int, int, int] | None = None,
                  monitor: int | None = None, fps: float = 10.0, seconds: float | None = None,
                  size: tuple[int, int] | None = None, prompt: str | None = None, game: str = "screen",
-                 stop_key: str = "esc", ready=None) -> dict:
+                 stop_key: str = "esc", ready=None, overwrite: bool = False) -> dict:
     """Record one episode of a person playing; returns its meta dict.
 
     Args:
@@ -31,10 +31,14 @@ def record_human(out_dir, layout, *, window: str | None = None, region: tuple[in
         size: ``(height, width)`` to store frames at (``None``: the captured size, made even).
         prompt, game: stored in ``meta.json``.
         ready: called once the listeners run (tests send input from it).
+        overwrite: replace an episode already in ``out_dir``; without it such a folder is refused
+            before anything is captured, and nothing is deleted.
     """
-    from training.corpus import ScreenRecording, record_screen
+    from training.corpus import ScreenRecording, record_screen, refuse_existing_episode
+    if not overwrite:
+        refuse_existing_episode(out_dir)  # said before the display is even opened
     with ScreenCapture(monitor=monitor, region=region, window=window) as cap:
         rect = cap.rect
     cfg = ScreenRecording(out_dir=out_dir, region=rect.as_tuple(), layout=layout, fps=fps, seconds=seconds,
-                          size=size, prompt=prompt, game=game, stop_key=stop_key)
+                          size=size, prompt=prompt, game=game, stop_key=stop_key, overwrite=overwrite)
     return record_screen(cfg, ready=ready)

@@ -40,19 +40,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from framepilot.atomic import atomic_path, atomic_write
 from framepilot.errors import ConfigError, CorpusError
 from overlays import NOOP, OVERLAY_VERSION, Action, Layout, render_overlay
 from worldmodel.frames import resize_frames
 
 FORMAT_VERSION = 1
 VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "meta.json", "goal.png"
+
+
+class EpisodeExists(CorpusError, FileExistsError):
+    """The episode folder to record into already holds an episode (finished or not)."""
+
+
+def refuse_existing_episode(folder: str | Path) -> None:
+    """Raise ``EpisodeExists`` when ``folder`` holds an episode, finished or not (nothing is deleted)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EpisodeExists(f"{folder} is a file, not an episode folder; record into another folder")
+    present = [n for n in (META_FILE, VIDEO_FILE, STEPS_FILE, GOAL_FILE) if (folder / n).exists()]
+    if present:
+        what = "a finished episode" if META_FILE in present else \
+            f"an unfinished episode ({', '.join(present)}; its frames are still readable)"
+        raise EpisodeExists(f"{folder} already holds {what}; pass --overwrite to replace it, or record into "
+                            "another folder")
 
 
 def _check_frame(frame: np.ndarray, what: str) -> None:
@@ -67,28 +85,37 @@ class EpisodeWriter:
     """Write one episode folder, a frame at a time.
 
     Args:
-        out_dir: the episode folder itself (created; files of an earlier unfinished episode there
-            are replaced).
+        out_dir: the episode folder itself (created).
         meta: episode metadata (``game``, ``seed``, ``prompt``, ``fps``, ``layout``, ...); ``fps``
             is required. ``close`` adds ``n_frames``, ``frame_shape`` and ``format_version``.
         goal: optional (H, W, 3) uint8 goal frame, overlay already drawn; saved as ``goal.png``.
+        overwrite: replace an episode (finished or not) already in ``out_dir``; without it such a
+            folder is refused (``EpisodeExists``) and nothing is deleted.
+
+    Frames reach the file as they are added (see ``_open_video``), so a recording killed at any
+    moment keeps the frames added before it: ``read_frames`` reads them from the unfinished folder.
     """
 
-    def __init__(self, out_dir: str | Path, meta: dict, goal: np.ndarray | None = None):
-        if "fps" not in meta or not float(meta["fps"]) > 0:
+    def __init__(self, out_dir: str | Path, meta: dict, goal: np.ndarray | None = None, overwrite: bool = False):
+        try:
+            fps = float(meta["fps"])
+        except (KeyError, TypeError, ValueError):
+            fps = float("nan")
+        if not (math.isfinite(fps) and fps > 0):
             raise CorpusError("meta needs a positive 'fps' entry, the frame rate of the episode")
         self.dir = Path(out_dir)
-        if (self.dir / META_FILE).exists():
-            raise FileExistsError(f"{self.dir} already holds a finished episode; delete it or write elsewhere")
+        if not overwrite:
+            refuse_existing_episode(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name in (VIDEO_FILE, STEPS_FILE, GOAL_FILE):
+        for name in (META_FILE, VIDEO_FILE, STEPS_FILE, GOAL_FILE):  # meta first: never a finished-looking half
             (self.dir / name).unlink(missing_ok=True)
         self.meta = dict(meta)
         self.meta["has_goal"] = goal is not None
         if goal is not None:
             _check_frame(goal, "goal frame")
             from PIL import Image
-            Image.fromarray(goal).save(self.dir / GOAL_FILE)
+            with atomic_path(self.dir / GOAL_FILE) as tmp:
+                Image.fromarray(goal).save(tmp, format="PNG")
         self._steps = open(self.dir / STEPS_FILE, "w")
         self._container = None
         self._stream = None
@@ -126,11 +153,15 @@ class EpisodeWriter:
 
         import av
         self.shape = tuple(shape)
-        self._container = av.open(str(self.dir / VIDEO_FILE), "w")
+        # every frame reaches the file as it is added: a Matroska cluster per frame and no muxer or
+        # encoder buffering, so a kill (even -9) keeps every frame added before it, readable
+        self._container = av.open(str(self.dir / VIDEO_FILE), "w", format="matroska",
+                                  options={"cluster_time_limit": "0", "cluster_size_limit": "0", "flush_packets": "1"})
         fps = Fraction(float(self.meta["fps"])).limit_denominator(1000)
         self._stream = self._container.add_stream("ffv1", rate=fps)
         self._stream.width, self._stream.height = shape[1], shape[0]
         self._stream.pix_fmt = "bgr0"  # lossless RGB in FFV1
+        self._stream.thread_type = "NONE"  # no frame threads: no frames held back in the encoder
 
     def close(self, **updates) -> None:
         """Finish the video and write ``meta.json`` (``updates`` are merged into the metadata)."""
@@ -145,9 +176,7 @@ class EpisodeWriter:
         self.meta.update(updates)
         self.meta.update(format_version=FORMAT_VERSION, n_frames=self.n_frames,
                          frame_shape=list(self.shape) if self.shape else None)
-        tmp = self.dir / (META_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=1))
-        os.replace(tmp, self.dir / META_FILE)
+        atomic_write(self.dir / META_FILE, json.dumps(self.meta, indent=1))
 
     def __enter__(self) -> "EpisodeWriter":
         return self
@@ -179,23 +208,49 @@ class Episode:
 def read_meta(path: str | Path) -> dict:
     path = Path(path)
     try:
-        return json.loads((path / META_FILE).read_text())
+        meta = json.loads((path / META_FILE).read_text())
     except FileNotFoundError:
         raise CorpusError(f"{path} is not a finished episode (no {META_FILE}); re-record it") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        why = "empty" if not (path / META_FILE).read_bytes().strip() else getattr(e, "msg", type(e).__name__)
+        raise CorpusError(f"{path / META_FILE} is damaged ({why}); re-record the episode or delete its folder") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("n_frames"), int) or "fps" not in meta:
+        raise CorpusError(f"{path / META_FILE} is damaged (no n_frames or fps); re-record the episode or "
+                          "delete its folder")
+    return meta
 
 
 def read_frames(path: str | Path) -> np.ndarray:
-    """The frames of the episode folder ``path``, (T, H, W, 3) uint8."""
+    """The frames of the episode folder ``path``, (T, H, W, 3) uint8 (also of an unfinished one: a
+    recording that was killed keeps the frames written before it)."""
     import av
-    # a tiny probe and no decoder threads: 3x faster on these short, small videos
-    with av.open(str(Path(path) / VIDEO_FILE), format="matroska",
-                 options={"probesize": "32", "analyzeduration": "0"}) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "NONE"
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+    video = Path(path) / VIDEO_FILE
+    if not video.is_file():
+        raise CorpusError(f"{path} has no {VIDEO_FILE}; re-record it")
+    frames = []
+    try:
+        # a tiny probe and no decoder threads: 3x faster on these short, small videos
+        with av.open(str(video), format="matroska", options={"probesize": "32", "analyzeduration": "0"}) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "NONE"
+            for f in c.decode(stream):
+                frames.append(f.to_ndarray(format="rgb24"))
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:
+        if not frames:
+            raise CorpusError(f"{video} cannot be decoded ({type(e).__name__}); re-record it") from None
+        # a cut-off file: the frames before the cut are intact (the caller checks the count)
     if not frames:
         raise CorpusError(f"{path} has no frames; re-record it")
     return np.stack(frames)
+
+
+def read_checked_frames(path: str | Path, meta: dict) -> np.ndarray:
+    """``read_frames``, refused unless the video holds exactly the ``n_frames`` its meta says."""
+    frames = read_frames(path)
+    if len(frames) != meta["n_frames"]:
+        raise CorpusError(f"{Path(path) / VIDEO_FILE} holds {len(frames)} frames but {META_FILE} says "
+                          f"{meta['n_frames']} (a truncated or replaced video); re-record it")
+    return frames
 
 
 def read_episode(path: str | Path) -> Episode:
@@ -243,23 +298,45 @@ def load_corpus(corpus_dir: str | Path, size: tuple[int, int] | None = None, gam
     """
     dirs = episode_dirs(corpus_dir)
     metas = []
+    skipped = []
+
+    def skip(why: str) -> None:
+        skipped.append(why)
+        print(f"warning: skipped an episode: {why}", file=sys.stderr, flush=True)
+
     for d in dirs:
-        m = read_meta(d)
+        try:
+            m = read_meta(d)
+        except CorpusError as e:
+            skip(str(e))
+            continue
         if games is None or m.get("game") in games:
+            if not isinstance(m.get("layout"), dict):
+                skip(f"{d / META_FILE} names no overlay layout; re-record the episode or delete its folder")
+                continue
+            if m["n_frames"] < 1:
+                skip(f"{d} has 0 frames (an interrupted recording); re-record it or delete its folder")
+                continue
             m["path"] = str(d)
             metas.append(m)
-    if not metas:
-        raise CorpusError(f"no finished episodes{' of ' + ', '.join(games) if games else ''} under {corpus_dir}; "
-                         "record some with python -m training.corpus")
     it = metas
-    if progress:
+    if progress and metas:
         from tqdm import tqdm
         it = tqdm(metas, desc="loading episodes", unit="ep")
-    frames = []
+    frames, kept = [], []
     for m in it:
-        f = read_frames(m["path"])
+        try:
+            f = read_checked_frames(m["path"], m)
+        except CorpusError as e:
+            skip(str(e))
+            continue
         frames.append(resize_frames(f, size) if size is not None else f)
-    return frames, metas
+        kept.append(m)
+    if not kept:
+        raise CorpusError(f"no {'intact ' if skipped else ''}finished episodes{' of ' + ', '.join(games) if games else ''} "
+                          f"under {corpus_dir}{f' ({len(skipped)} damaged ones skipped)' if skipped else ''}; "
+                          "record some with python -m training.corpus")
+    return frames, kept
 
 
 # ---- the scripted recorder ---------------------------------------------------------------------------
@@ -275,7 +352,9 @@ def record_episode(env, seed: int, ep_dir: str | Path, noise: float = 0.1, click
             "noise": noise, "split": "eval" if env.eval_split else "train", "initial_state": info["state"]}
     if layout.has_mouse:
         meta["click_margin"] = click_margin
-    with EpisodeWriter(ep_dir, meta, goal=None if goal is None else render_overlay(goal, NOOP, layout)) as w:
+    # overwrite: a scripted episode is the same again from its seed, so an unfinished one is redone
+    with EpisodeWriter(ep_dir, meta, goal=None if goal is None else render_overlay(goal, NOOP, layout),
+                       overwrite=True) as w:
         w.add(render_overlay(obs, NOOP, layout), NOOP, 0.0)
         done = False
         while not done:
@@ -352,6 +431,7 @@ class ScreenRecording:
         prompt: text stored with the episode (what the player was asked to do).
         game: a name for the game, stored in ``meta.json``.
         stop_key: pynput key name that ends the recording (not recorded).
+        overwrite: replace an episode already in ``out_dir`` (without it, such a folder is refused).
     """
 
     out_dir: str | Path
@@ -363,6 +443,7 @@ class ScreenRecording:
     prompt: str | None = None
     game: str = "screen"
     stop_key: str = "esc"
+    overwrite: bool = False
 
     def __post_init__(self):
         if len(self.region) != 4 or self.region[2] < 16 or self.region[3] < 4:
@@ -370,7 +451,9 @@ class ScreenRecording:
                              f"got {self.region}")
         if not 1 <= self.fps <= 60:
             raise ConfigError(f"fps must be between 1 and 60, got {self.fps}")
-        if self.seconds is not None and self.seconds <= 0:
+        if not self.overwrite:
+            refuse_existing_episode(self.out_dir)  # before any listener starts
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
             raise ConfigError(f"seconds must be positive, got {self.seconds}")
         if self.size is not None and (self.size[0] % 2 or self.size[1] % 2 or min(self.size) < 16):
             raise ConfigError(f"size must be even (height, width), each at least 16, got {self.size}")
@@ -470,7 +553,7 @@ def record_screen(cfg: ScreenRecording, ready=None) -> dict:
     ml.wait()
     try:
         make_grabber = getattr(mss, "MSS", None) or mss.mss  # mss >= 10 renamed the class
-        with make_grabber() as grabber, EpisodeWriter(cfg.out_dir, meta) as writer:
+        with make_grabber() as grabber, EpisodeWriter(cfg.out_dir, meta, overwrite=cfg.overwrite) as writer:
             box = {"left": left, "top": top, "width": width, "height": height}
 
             def grab() -> np.ndarray:
@@ -534,11 +617,13 @@ def main_screen(argv: list[str]) -> int:
     p.add_argument("--size", default=None, help="height,width to store frames at (default: the region's)")
     p.add_argument("--prompt", default=None, help="what the player is doing, stored with the episode")
     p.add_argument("--game", default="screen", help="a name for the game")
+    p.add_argument("--overwrite", action="store_true", help="replace an episode already in out_dir")
     a = p.parse_args(argv)
     try:
         cfg = ScreenRecording(out_dir=a.out_dir, region=_parse_ints(a.region, 4, "--region"),
                               layout=Layout.resolve(a.layout), fps=a.fps, seconds=a.seconds,
-                              size=_parse_ints(a.size, 2, "--size") if a.size else None, prompt=a.prompt, game=a.game)
+                              size=_parse_ints(a.size, 2, "--size") if a.size else None, prompt=a.prompt, game=a.game,
+                              overwrite=a.overwrite)
         print("recording; press Esc to stop", file=sys.stderr, flush=True)
         meta = record_screen(cfg)
     except (ValueError, RuntimeError, FileExistsError) as e:
