@@ -38,6 +38,7 @@ DEFAULT_SEED = 10_000_000  # the first held-out evaluation seed: the default run
 
 from framepilot.errors import ConfigError as UsageError  # bad input from the command line: one sentence
 from framepilot.errors import FramepilotError
+from framepilot.options import check_options
 
 
 # ---- configs ------------------------------------------------------------------------------------------
@@ -77,6 +78,7 @@ class PlayConfig(PlanOptions):
 
     def __post_init__(self):
         import games
+        check_options(self)
         if self.game not in games.GAME_NAMES:
             raise UsageError(f"no bundled game named {self.game!r}; choose one of {', '.join(games.GAME_NAMES)}")
         if self.mode not in ("sync", "realtime"):
@@ -108,6 +110,7 @@ class ScreenConfig(PlanOptions):
     allow_dangerous: bool = False
 
     def __post_init__(self):
+        check_options(self)
         if self.region and self.window:
             raise UsageError("pass either --region or --window, not both")
         if not self.mouse_scale > 0:
@@ -131,6 +134,9 @@ class BenchConfig:
     no_success: bool = False
     json: str = "runs/bench.json"
     plot: str | None = None
+
+    def __post_init__(self):
+        check_options(self, "bench")
 
 
 def _check_plan(c: PlanOptions) -> None:
@@ -162,11 +168,20 @@ def read_goal_image(path: str):
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"goal image {path} does not exist; pass the path of a PNG or JPEG screenshot")
+    from framepilot.options import MAX_GOAL_PIXELS
+    too_big = (f"goal image {path} is larger than the cap of {MAX_GOAL_PIXELS} pixels (4096x4096); "
+               "pass a screenshot of the game window")
     try:
-        with Image.open(p) as im:
+        with Image.open(p) as im:  # reads the header only: the size is checked before any decoding
+            if im.width * im.height > MAX_GOAL_PIXELS:
+                raise UsageError(f"{too_big}, not {im.width}x{im.height}")
             im.load()
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except Image.DecompressionBombError:  # PIL's own cap, hit while reading the header
+        raise UsageError(too_big) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, FramepilotError):
+            raise
         raise UsageError(f"goal image {path} could not be read ({type(e).__name__}): pass an intact PNG or JPEG") from None
 
 
@@ -609,7 +624,7 @@ def _add_plan_options(p: argparse.ArgumentParser, d: PlanOptions) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="framepilot", description=__doc__, formatter_class=fmt)
+    p = _Parser(prog="framepilot", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     pp = sub.add_parser("play", help="the agent plays a bundled game", formatter_class=fmt, description="""\
@@ -722,20 +737,62 @@ def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) 
             data = tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML ({e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {path} is not valid TOML ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise UsageError(f"config file {path} cannot be read ({e.strerror or type(e).__name__})") from None
     values = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    if not isinstance(data.get(command, {}), dict):
+        raise UsageError(f"config file {path} sets {command!r} to {data[command]!r}; [{command}] must be a table")
     values.update(data.get(command, {}))
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    dests = {a.dest for a in sub._actions}
+    actions = {a.dest: a for a in sub._actions}
     out = {}
     for k, v in values.items():
         dest = k.replace("-", "_")
-        if dest not in dests or dest in ("help", "config"):
+        if dest not in actions or dest in ("help", "config"):
             raise UsageError(f"config file {path} sets {k!r}, which `framepilot {command}` does not take; "
                              f"see framepilot {command} --help")
-        out[dest] = v
+        out[dest] = config_value(actions[dest], v, path, k)
     sub.set_defaults(**out)
+
+
+def config_value(action: argparse.Action, v, path: str, key: str):
+    """A TOML value as the option ``action`` would have parsed it; a value of the wrong kind (a list,
+    a table, text where a number belongs, a number out of ``choices``) names the file and the key."""
+    opt = action.option_strings[-1] if action.option_strings else key
+
+    def bad(want: str):
+        return UsageError(f"config file {path} sets {key!r} to {v!r}, but {opt} takes {want}")
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(v, bool):
+            raise bad("true or false")
+        return v  # the key is the option's dest: record = false is --no-record
+    if isinstance(v, (list, dict)) or (isinstance(v, bool) and action.type is not None):
+        raise bad("one value" if action.type is None else f"one {getattr(action.type, '__name__', 'value')}")
+    if action.type is not None:
+        if action.type is int and isinstance(v, float):
+            raise bad("a whole number")
+        try:
+            v = action.type(v if action.type in (int, float) else str(v))
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            raise bad({int: "a whole number", float: "a number"}.get(action.type, "a value of its form")) from None
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = str(v)  # a text option given a number, e.g. rollouts = 4 for bench's comma list
+    elif not isinstance(v, str):
+        raise bad("text")
+    if action.choices is not None and v not in action.choices:
+        raise bad(f"one of {', '.join(map(str, action.choices))}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own mistakes (a missing value, an unknown option, text for a number) as one
+    ``ConfigError`` sentence, like every other bad input."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _config_of(cls, ns: argparse.Namespace):
@@ -750,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         argv = ["play"]  # the main job: the shipped model plays a bundled game and records it
     try:
-        pre = argparse.ArgumentParser(add_help=False)
+        pre = _Parser(prog="framepilot", add_help=False)
         pre.add_argument("command", nargs="?")
         pre.add_argument("--config", default=None)
         known, _ = pre.parse_known_args(argv)

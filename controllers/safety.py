@@ -10,6 +10,7 @@ process releases everything if the agent dies, even by SIGKILL.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import signal
 import subprocess
@@ -117,11 +118,11 @@ class SafetyConfig:
         if self.corner_px < 1:
             raise ControllerError(f"corner_px must be at least 1, got {self.corner_px}")
         for name in ("countdown",):
-            if getattr(self, name) < 0:
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ControllerError(f"{name} must be zero or positive, got {getattr(self, name)}")
         for name in ("deadline", "max_seconds"):
             v = getattr(self, name)
-            if v is not None and v <= 0:
+            if v is not None and not (math.isfinite(v) and v > 0):
                 raise ControllerError(f"{name} must be positive or None, got {v}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ControllerError(f"max_steps must be at least 1 or None, got {self.max_steps}")

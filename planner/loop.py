@@ -232,8 +232,9 @@ def run_realtime(capture, executor, agent: Agent, layout: Layout, decision_inter
             steps += 1
             next_tick += decision_interval
             now = time.monotonic()
-            if next_tick > now:
-                time.sleep(next_tick - now)
+            if next_tick > now:  # never past max_seconds: a long interval does not outlive the run
+                end = next_tick if max_seconds is None else min(next_tick, start + max_seconds)
+                time.sleep(max(0.0, end - now))
             else:  # planning overran the interval: start the next step now, do not try to catch up
                 next_tick = now
     finally:

@@ -379,8 +379,13 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
     """
     import games
     from games.heldout import check_train_seed
-    if n_episodes < 1:
-        raise ConfigError(f"n_episodes must be at least 1, got {n_episodes}")
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
+        raise ConfigError(f"n_episodes must be at least 1, got {n_episodes!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1:
+        raise ConfigError(f"noise must be a number from 0 to 1 (the demonstrator's share of random actions), "
+                          f"got {noise!r}")
+    if not str(out_dir).strip():
+        raise ConfigError("the corpus folder must be a path, got an empty string")
     check_train_seed(seed0)
     check_train_seed(seed0 + n_episodes - 1)
     env = games.make(game, split="train")
@@ -449,14 +454,20 @@ class ScreenRecording:
         if len(self.region) != 4 or self.region[2] < 16 or self.region[3] < 4:
             raise ConfigError(f"region must be (left, top, width, height) with width >= 16 and height >= 4, "
                              f"got {self.region}")
-        if not 1 <= self.fps <= 60:
-            raise ConfigError(f"fps must be between 1 and 60, got {self.fps}")
+        check_recording(self.fps, self.seconds, self.size)
         if not self.overwrite:
             refuse_existing_episode(self.out_dir)  # before any listener starts
-        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise ConfigError(f"seconds must be positive, got {self.seconds}")
-        if self.size is not None and (self.size[0] % 2 or self.size[1] % 2 or min(self.size) < 16):
-            raise ConfigError(f"size must be even (height, width), each at least 16, got {self.size}")
+
+
+def check_recording(fps, seconds, size) -> None:
+    """The settings of a screen recording (``ScreenRecording``), checked before the screen is opened."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 60:
+        raise ConfigError(f"--fps must be between 1 and 60 frames per second, got {fps!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not (math.isfinite(seconds) and 0 < seconds <= 1e6)):
+        raise ConfigError(f"--seconds must be a finite number of seconds above 0 (at most 1e6), got {seconds!r}")
+    if size is not None and (len(size) != 2 or size[0] % 2 or size[1] % 2 or min(size) < 16 or max(size) > 4096):
+        raise ConfigError(f"--size must be H,W in pixels, both even and from 16 to 4096, got {size}")
 
 
 def _pynput_name(key) -> str | None:

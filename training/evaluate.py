@@ -252,6 +252,15 @@ def run(a: argparse.Namespace) -> int:
         raise ConfigError(f"--rollouts must be comma-separated whole numbers, e.g. 1,8; got {a.rollouts!r}") from None
     if a.episodes < 2 or min(rollouts) < 1:
         raise ConfigError("--episodes must be at least 2 and every rollout count at least 1")
+    from framepilot.options import MAX_DENOISE_STEPS, MAX_ROLLOUTS, Spec, check_value
+    check_value("episodes", a.episodes, Spec("int", 2, 100_000))
+    for r in rollouts:
+        check_value("rollouts", r, Spec("int", 1, MAX_ROLLOUTS))
+    for name in ("denoise_steps", "frame_steps"):
+        check_value(name, getattr(a, name), Spec("int", 1, MAX_DENOISE_STEPS))
+    check_value("seed", a.seed)
+    if a.json is not None and not str(a.json).strip():
+        raise ConfigError("--json must be a path, got an empty string")
     result = evaluate((a.game,) if a.game else EVAL_GAMES, model_spec=a.model, episodes=a.episodes,
                       rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
                       frame_steps=a.frame_steps)

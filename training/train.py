@@ -167,8 +167,10 @@ class TrainConfig:
                 if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
                     raise ConfigError(f"--game-weights: the weight of {k!r} must be a finite number >= 0, got {w!r}")
         for name in ("corpus", "out"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{_flag(name)} must be a folder path, got {getattr(self, name)!r}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder for the checkpoint")
 
 
 #: caps on the sizes a training run takes (documented in --help)
@@ -422,7 +424,6 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = cached_data(cfg.corpus, tuple(cfg.size), cfg.games, cfg.cache, progress=progress)
     strip_rows = strip_rows_for(data.layout, tuple(cfg.size), data.source_shape)
@@ -507,6 +508,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc="training world model", unit="step")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder behind
     log = open(out / "train_log.jsonl", "a")
     losses = []
     t0 = time.time()
