@@ -132,6 +132,8 @@ def check_options(config, command: str | None = None) -> None:
         v = getattr(config, name, None)
         if isinstance(v, str) and not v.strip():
             raise ConfigError(f"{flag(name)} must be a path, got an empty string")
+    if getattr(config, "stop_key", None) is not None and config.stop_key == getattr(config, "pause_key", None):
+        raise ConfigError(f"--stop-key and --pause-key are both {config.stop_key!r}: choose two different keys")
     for name in ("stop_key", "pause_key"):
         v = getattr(config, name, None)
         if v is not None:

@@ -155,6 +155,9 @@ class Layout:
                               f"name ({', '.join(PRESETS)})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LayoutError(f"layout file {path} is not valid JSON ({e}); fix the file") from None
+        except OSError as e:  # a folder, no permission, ...
+            raise LayoutError(f"layout file {path} cannot be read ({e.strerror or type(e).__name__}); pass a JSON "
+                              f"layout file or a preset name ({', '.join(PRESETS)})") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -170,7 +173,7 @@ class Layout:
         """A preset name, or a path to a JSON layout file."""
         if name_or_path in PRESETS:
             return cls.preset(name_or_path)
-        if name_or_path.endswith(".json") or Path(name_or_path).exists():
+        if name_or_path and (name_or_path.endswith(".json") or Path(name_or_path).exists()):
             return cls.from_file(name_or_path)
         raise LayoutError(f"no layout preset named {name_or_path!r}; choose one of {', '.join(PRESETS)} "
                           "or pass a JSON file")

@@ -386,8 +386,11 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
                           f"got {noise!r}")
     if not str(out_dir).strip():
         raise ConfigError("the corpus folder must be a path, got an empty string")
-    check_train_seed(seed0)
-    check_train_seed(seed0 + n_episodes - 1)
+    for what, seed in (("--seed0", seed0), ("--seed0 + --episodes - 1", seed0 + n_episodes - 1)):
+        try:
+            check_train_seed(seed)
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e}") from None
     env = games.make(game, split="train")
     has_mouse = Layout.preset(env.layout_name).has_mouse
     out_dir = Path(out_dir)

@@ -169,6 +169,9 @@ class TrainConfig:
         for name in ("corpus", "out"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{_flag(name)} must be a folder path, got {getattr(self, name)!r}")
+        for name in ("init_from", "transfer_from"):
+            if getattr(self, name) is not None:
+                _resolve_init(getattr(self, name), _flag(name))  # a missing checkpoint is said before the corpus loads
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; pass a folder for the checkpoint")
 
@@ -355,13 +358,15 @@ def strip_rows_for(layout: dict, size: tuple[int, int], source_shape: tuple[int,
     return int(round(game_h * size[0] / source_shape[0]))
 
 
-def _resolve_init(init_from: str) -> Path:
+def _resolve_init(init_from: str, flag: str = "--init-from") -> Path:
+    if not isinstance(init_from, str) or not init_from:
+        raise ConfigError(f"{flag} must be a checkpoint folder or bundled:NAME, got {init_from!r}")
     if init_from.startswith("bundled:"):
         from worldmodel.checkpoints import bundled_path
         return bundled_path(init_from.split(":", 1)[1])
     p = Path(init_from)
     if not (p / "config.json").exists():
-        raise ConfigError(f"--init-from {init_from} is not a world-model checkpoint folder (no config.json); "
+        raise ConfigError(f"{flag} {init_from} is not a world-model checkpoint folder (no config.json); "
                          "pass a folder written by training.train or bundled:arrows")
     return p
 
@@ -449,7 +454,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                                text_keypoints=(4 if cfg.strip_head else 0) if cfg.text_keypoints is None
                                else cfg.text_keypoints, strip_x0=cfg.strip_x0)
         if cfg.transfer_from:
-            model = transferred(FramepilotUNet.from_pretrained(str(_resolve_init(cfg.transfer_from))), model)
+            model = transferred(FramepilotUNet.from_pretrained(str(_resolve_init(cfg.transfer_from, "--transfer-from"))), model)
     model.to(device).train()
     ema = FramepilotUNet.from_config(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
