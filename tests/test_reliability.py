@@ -328,3 +328,58 @@ def test_a_killed_recording_keeps_its_frames(tmp_path):
     frames = read_frames(ep)
     assert n == 40 and 39 <= len(frames) <= 40, len(frames)  # before: 0 (the muxer buffered whole clusters)
     assert all((f == i % 256).all() for i, f in enumerate(frames))
+
+
+# ---- planner and safety settings -------------------------------------------------------------------
+@pytest.mark.parametrize("field,value", [
+    ("decision_horizon", math.inf), ("decision_horizon", math.nan), ("rollout_length", math.inf),
+    ("seed", -1), ("seed", 1.5), ("rollouts", [1, 2]), ("rollouts", 2.0), ("context_seconds", math.inf),
+    ("abstain_below", math.nan),
+])
+def test_planner_config_refuses_non_finite_and_negative_values(field, value):
+    from framepilot.errors import ConfigError
+    from planner import PlannerConfig
+    with pytest.raises(ConfigError, match=field):
+        PlannerConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["deadline", "max_seconds", "countdown"])
+def test_safety_config_refuses_nan(field):
+    from controllers import ControllerError
+    with pytest.raises(ControllerError, match=field):
+        SafetyConfig(**{field: math.nan})
+
+
+def test_a_long_decision_interval_does_not_outlive_max_seconds():
+    """--decision-interval 10 --max-seconds 0.3: the loop ends at 0.3 s, not after a 10 s sleep."""
+    import time
+
+    import numpy as np
+
+    from overlays import NOOP
+    from planner.loop import run_realtime
+    from planner.vote import Decision
+
+    class Capture:
+        def grab(self):
+            return np.zeros((32, 32, 3), np.uint8), time.monotonic()
+
+    class Executor:
+        def apply(self, action, dt):
+            return action
+
+        def release_all(self):
+            pass
+
+    class FakeAgent:
+        class config:
+            decision_horizon, context_seconds = 0.1, 1.0
+        fps = 10.0
+
+        def decide(self, context, horizon=None):
+            return Decision(action=NOOP, confidence=1.0, votes=(NOOP,), timings={})
+
+    t0 = time.monotonic()
+    r = run_realtime(Capture(), Executor(), FakeAgent(), Layout.preset("arrows"), decision_interval=10.0,
+                     deadline=0.5, max_seconds=0.3)
+    assert r.steps == 1 and time.monotonic() - t0 < 2.0

@@ -6,11 +6,14 @@ episode folder ``ep_<seed>/`` holds:
 - ``frames.mkv``: the frames WITH the overlay drawn (``overlays.render_overlay``, strip placement,
   so (128 + 32, 128, 3) for the bundled games), RGB, lossless FFV1 (pixel format bgr0) in
   Matroska, written with PyAV at the episode's fps. Decoding gives the written pixels bit-exact.
+  Each frame reaches the file as it is added (a cluster per frame), so a killed recording keeps
+  its frames; ``load_corpus`` checks their count against ``meta.json`` and skips an episode that
+  does not match (or is damaged, or has 0 frames) with a ``warning:`` line naming it.
 - ``steps.jsonl``: one JSON line per frame, written and flushed as the frame is added:
   ``{"index": k, "t": seconds since frame 0, "action": Action.to_dict()}``. The action is the one
   held during the interval that ENDS at frame k (the one its overlay shows; frame 0 holds a
   no-op). Actions are for evaluation only; a world model never reads them.
-- ``meta.json``: written when the episode is closed, so an episode without it is unfinished:
+- ``meta.json``: written (atomically) when the episode is closed, so an episode without it is unfinished:
   ``format_version``, ``game``, ``seed``, ``prompt`` (str or null), ``fps``, ``layout``
   (``Layout.to_dict()``), ``overlay_version``, ``frame_shape`` ([H, W, 3] with the overlay),
   ``n_frames``, ``success`` (bool), ``steps`` (env steps taken), ``has_goal``, and for scripted

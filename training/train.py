@@ -12,7 +12,9 @@ what gets saved.
 Resumable: the folder ``--out`` holds the EMA model (``save_pretrained``, safetensors), its
 ``framepilot.json`` metadata and ``training_state.safetensors`` (raw weights, optimiser, step and
 random state). Running the same command again continues from there, bit for bit the same as an
-uninterrupted run on the same machine and thread count.
+uninterrupted run on the same machine and thread count. Every file is written atomically
+(``framepilot.atomic``), so a kill at any moment leaves the last complete save; a damaged one is
+named in one sentence. A non-finite loss stops the run without saving that step.
 
 Examples::
 
