@@ -34,7 +34,12 @@ def record_human(out_dir, layout, *, window: str | None = None, region: tuple[in
         overwrite: replace an episode already in ``out_dir``; without it such a folder is refused
             before anything is captured, and nothing is deleted.
     """
-    from training.corpus import ScreenRecording, check_recording, record_screen, refuse_existing_episode
+    from training.corpus import (
+        ScreenRecording,
+        check_recording,
+        record_screen,
+        refuse_existing_episode,
+    )
     check_recording(fps, seconds, size)
     if not overwrite:
         refuse_existing_episode(out_dir)  # said before the display is even opened

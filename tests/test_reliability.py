@@ -114,7 +114,8 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
 # ---- training state, checkpoints -------------------------------------------------------------------
 def _train(corpus, out, steps, **kw):
     from training.train import TrainConfig, train
-    kw = dict(batch=2, strip_batch=4, block_out_channels=(16, 32, 32), save_every=1, threads=1, games=("reach",)) | kw
+    kw = {"batch": 2, "strip_batch": 4, "block_out_channels": (16, 32, 32), "save_every": 1, "threads": 1,
+          "games": ("reach",)} | kw
     return train(TrainConfig(corpus=str(corpus), out=str(out), steps=steps, **kw), progress=False)
 
 
@@ -240,7 +241,7 @@ def test_damaged_episodes_are_skipped_by_name(tiny_corpus, tmp_path, capsys):
     video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])           # truncated to half
     (eps[3] / "frames.mkv").unlink()                                             # no video at all
     frames, metas = load_corpus(corpus)
-    assert [m["path"] for m in metas] == [str(eps[4]), str(eps[5])]
+    assert [m["path"] for m in metas] == [str(eps[4]), str(eps[5])] and len(frames) == 2
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("warning: skipped")]
     assert len(lines) == 4

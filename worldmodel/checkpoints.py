@@ -146,7 +146,7 @@ def check_metadata(meta: dict, model, folder: str | Path) -> None:
     if shape:
         try:
             game_h = int(shape[0]) - layout.strip_height(int(shape[1]))
-            rows = int(round(game_h * size[0] / int(shape[0])))
+            rows = round(game_h * size[0] / int(shape[0]))
         except (TypeError, ValueError, IndexError, ZeroDivisionError):
             raise MissingModel(f"{where} has a malformed source_shape {shape!r}; {fix}") from None
         if rows != int(model.config.strip_rows):
