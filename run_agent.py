@@ -728,8 +728,9 @@ game, and, in sync mode, the success rate over held-out episodes; writes JSON an
     return p
 
 
-def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) -> None:
-    """Set ``parser``'s defaults from the TOML file ``path`` (top-level keys, or a ``[command]`` table)."""
+def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) -> dict:
+    """Set ``parser``'s defaults from the TOML file ``path`` (top-level keys, or a ``[command]`` table);
+    returns them by dest."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -757,6 +758,7 @@ def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) 
                              f"see framepilot {command} --help")
         out[dest] = config_value(actions[dest], v, path, k)
     sub.set_defaults(**out)
+    return out
 
 
 def config_value(action: argparse.Action, v, path: str, key: str):
@@ -806,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # the traceback of a user error too (a bug always shows its own)
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
+    from_file: dict = {}  # the options a --config file set: a refusal of one of them names the file
     if not argv:
         argv = ["play"]  # the main job: the shipped model plays a bundled game and records it
     try:
@@ -814,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         pre.add_argument("--config", default=None)
         known, _ = pre.parse_known_args(argv)
         if known.config and known.command:
-            apply_config_file(parser, known.command, known.config)
+            from_file = apply_config_file(parser, known.command, known.config)
         a = parser.parse_args(argv)
         if a.command is None:
             parser.print_help()
@@ -842,6 +845,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        opt = msg.split(" ", 1)[0].rstrip(":")
+        if opt.startswith("--") and opt[2:].replace("-", "_") in from_file and \
+                not any(x == opt or x.startswith(opt + "=") for x in argv):
+            msg = f"config file {known.config}: {msg}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
 

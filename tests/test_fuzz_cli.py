@@ -141,8 +141,10 @@ HAND_CASES = [
         ("play", "unknown", ("'rollout'",)), ("train", "size_list", ("'size'",)), ("train", "lr_text", ("'lr'",)),
         ("screen", "interval_text", ("'decision-interval'",)), ("bench", "rollouts_list", ("'rollouts'",)),
     ]),
-    _c(["play", "--config", "{files}/negative_seed.toml"], "--seed"),
-    _c(["play", "--config", "{files}/nan_horizon.toml"], "--decision-horizon"),
+    _c(["play", "--config", "{files}/negative_seed.toml"], "negative_seed.toml: --seed"),
+    _c(["play", "--config", "{files}/nan_horizon.toml"], "nan_horizon.toml: --decision-horizon"),
+    _c(["train", "--config", "{files}/zero_steps.toml"], "zero_steps.toml: --steps"),
+    _c(["screen", "--dry-run", "--config", "{files}/long_interval.toml"], "long_interval.toml: --decision-interval"),
     _c(["play", "--config", "{tmp}/none.toml"], "none.toml", "does not exist"),
     _c(["play", "--config", "{files}"], "cannot be read"),
     # checkpoints, training states, corpora
@@ -188,7 +190,8 @@ def files(tmp_path_factory) -> Path:
     tomls = {"list": "rollouts = [1, 2]", "text": 'rollouts = "a"', "half": "rollouts = 2.5", "switch": 'quiet = "yes"',
              "choice": 'vote = "x"', "table": "play = 3", "invalid": "rollouts = = 3", "unknown": "rollout = 3",
              "size_list": "size = [40, 32]", "lr_text": 'lr = "fast"', "interval_text": 'decision-interval = "a"',
-             "rollouts_list": "rollouts = [1, 2]", "negative_seed": "seed = -1", "nan_horizon": "decision-horizon = nan"}
+             "rollouts_list": "rollouts = [1, 2]", "negative_seed": "seed = -1", "nan_horizon": "decision-horizon = nan", "zero_steps": "[train]\nsteps = 0",
+             "long_interval": "decision-interval = 1e9"}
     for name, text in tomls.items():
         (d / f"{name}.toml").write_text(text + "\n")
     (d / "latin1.toml").write_bytes('prompt = "caf\xe9"\n'.encode("latin-1"))

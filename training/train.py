@@ -236,7 +236,13 @@ def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None
         g = 0
         gp = Path(m["path"]) / "goal.png"
         if gp.exists():
-            goals.append(resize_frames(np.asarray(Image.open(gp).convert("RGB"))[None], size)[0])
+            try:
+                with Image.open(gp) as im:
+                    pixels = np.asarray(im.convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as e:
+                raise ConfigError(f"the goal image {gp} is damaged ({type(e).__name__}); re-record that episode "
+                                  "or delete its folder") from None
+            goals.append(resize_frames(pixels[None], size)[0])
             g = len(goals) - 1
         n = len(f)
         for k in range(1, n):
