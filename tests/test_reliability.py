@@ -304,7 +304,8 @@ def test_a_killed_recording_keeps_its_frames(tmp_path):
     import sys
     import textwrap
 
-    from training.corpus import read_frames
+    from framepilot.errors import CorpusError
+    from training.corpus import EpisodeWriter, read_frames
     ep = tmp_path / "ep"
     code = textwrap.dedent(f"""
         import time, numpy as np
@@ -329,6 +330,16 @@ def test_a_killed_recording_keeps_its_frames(tmp_path):
     frames = read_frames(ep)
     assert n == 40 and 39 <= len(frames) <= 40, len(frames)  # before: 0 (the muxer buffered whole clusters)
     assert all((f == i % 256).all() for i, f in enumerate(frames))
+    # the unfinished episode is kept: recording again is refused, and finishing it makes it a whole episode
+    from training.corpus import EpisodeExists, finish_episode, main, read_episode
+    with pytest.raises(EpisodeExists, match="training.corpus finish"):
+        EpisodeWriter(ep, {"fps": 10})
+    assert main(["finish", str(ep)]) == 0
+    done = read_episode(ep)
+    assert done.meta["interrupted"] is True and done.meta["n_frames"] == len(done.frames) >= 39
+    assert (done.frames == frames[: len(done.frames)]).all() and not (ep / "meta.partial.json").exists()
+    with pytest.raises(CorpusError, match="finished episode already"):
+        finish_episode(ep)
 
 
 # ---- planner and safety settings -------------------------------------------------------------------

@@ -20,6 +20,9 @@ episode folder ``ep_<seed>/`` holds:
   episodes ``noise``, ``split``, ``initial_state`` and ``final_state`` (the game's ``info["state"]``),
   and for mouse games ``click_margin`` (``games.demonstrators``; absent in episodes recorded before
   it existed, which clicked with margin 0). ``interrupted: true`` marks an episode closed by an exception (its frames are still valid).
+- ``meta.partial.json``: the metadata known at the start, written when the episode is opened and
+  removed when ``meta.json`` is written; ``finish_episode`` uses it to close an episode whose
+  recording was killed.
 - ``goal.png``: only when the episode has a goal frame (``reach-goal``): the goal frame with the
   overlay drawn for a no-op action, RGB PNG, same shape as the frames.
 
@@ -33,6 +36,10 @@ Example::
     python -m training.corpus reach 50 corpus/reach --seed0 1000 --noise 0.2
     python -m training.corpus screen corpus/mygame/ep_0 --region 0,0,640,480 --layout arrows --size 128,160
 
+``python -m training.corpus finish corpus/mygame/ep_0`` closes an unfinished episode (a recording
+killed before it could write ``meta.json``): its readable frames become a finished episode marked
+``interrupted`` (``finish_episode``).
+
 The ``screen`` form records a person playing any region of the real screen (``record_screen``):
 mss grabs the region, a pynput listener hears the layout's keys and mouse buttons, the same
 overlay is drawn from those real inputs, and the same episode format is written (``seed`` null,
@@ -44,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +65,7 @@ from worldmodel.frames import resize_frames
 
 FORMAT_VERSION = 1
 VIDEO_FILE, STEPS_FILE, META_FILE, GOAL_FILE = "frames.mkv", "steps.jsonl", "meta.json", "goal.png"
+PARTIAL_FILE = "meta.partial.json"  # the metadata known at the start, until meta.json replaces it
 
 
 class EpisodeExists(CorpusError, FileExistsError):
@@ -68,12 +77,14 @@ def refuse_existing_episode(folder: str | Path) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise EpisodeExists(f"{folder} is a file, not an episode folder; record into another folder")
-    present = [n for n in (META_FILE, VIDEO_FILE, STEPS_FILE, GOAL_FILE) if (folder / n).exists()]
+    present = [n for n in (META_FILE, VIDEO_FILE, STEPS_FILE, GOAL_FILE, PARTIAL_FILE) if (folder / n).exists()]
+    if META_FILE in present:
+        raise EpisodeExists(f"{folder} already holds a finished episode; pass --overwrite to replace it, or record "
+                            "into another folder")
     if present:
-        what = "a finished episode" if META_FILE in present else \
-            f"an unfinished episode ({', '.join(present)}; its frames are still readable)"
-        raise EpisodeExists(f"{folder} already holds {what}; pass --overwrite to replace it, or record into "
-                            "another folder")
+        raise EpisodeExists(f"{folder} already holds an unfinished episode ({', '.join(present)}); keep its frames "
+                            f"with python -m training.corpus finish {folder}, pass --overwrite to replace it, or "
+                            "record into another folder")
 
 
 def _check_frame(frame: np.ndarray, what: str) -> None:
@@ -110,10 +121,12 @@ class EpisodeWriter:
         if not overwrite:
             refuse_existing_episode(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name in (META_FILE, VIDEO_FILE, STEPS_FILE, GOAL_FILE):  # meta first: never a finished-looking half
+        for name in (META_FILE, VIDEO_FILE, STEPS_FILE, GOAL_FILE, PARTIAL_FILE):  # meta first: never a finished-looking half
             (self.dir / name).unlink(missing_ok=True)
         self.meta = dict(meta)
         self.meta["has_goal"] = goal is not None
+        # what finish_episode needs to close this episode if the process dies before close()
+        atomic_write(self.dir / PARTIAL_FILE, json.dumps(self.meta, indent=1, default=str), fsync=False)
         if goal is not None:
             _check_frame(goal, "goal frame")
             from PIL import Image
@@ -180,6 +193,7 @@ class EpisodeWriter:
         self.meta.update(format_version=FORMAT_VERSION, n_frames=self.n_frames,
                          frame_shape=list(self.shape) if self.shape else None)
         atomic_write(self.dir / META_FILE, json.dumps(self.meta, indent=1))
+        (self.dir / PARTIAL_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> "EpisodeWriter":
         return self
@@ -271,6 +285,56 @@ def read_episode(path: str | Path) -> Episode:
         from PIL import Image
         goal = np.asarray(Image.open(path / GOAL_FILE).convert("RGB"))
     return Episode(frames=frames, actions=actions, meta=meta, goal=goal)
+
+
+def finish_episode(path: str | Path) -> dict:
+    """Close the unfinished episode in ``path`` (a recording killed before ``close``): its readable
+    frames and their steps become a finished episode marked ``interrupted``; returns its meta.
+
+    The frames are written again (a video cut mid-frame cannot be closed in place) to a folder
+    beside it, which then replaces the episode's files; nothing is lost if this is killed too."""
+    import shutil
+    path = Path(path)
+    if (path / META_FILE).exists():
+        raise CorpusError(f"{path} is a finished episode already; nothing to do")
+    try:
+        meta = json.loads((path / PARTIAL_FILE).read_text())
+    except (OSError, ValueError):
+        raise CorpusError(f"{path} has no readable {PARTIAL_FILE} (recorded before this framepilot, or not an "
+                          "episode); its frames can still be read with training.corpus.read_frames") from None
+    frames = read_frames(path)
+    actions = []
+    try:
+        with open(path / STEPS_FILE) as f:
+            for line in f:
+                try:
+                    actions.append(Action.from_dict(json.loads(line)["action"]))
+                except (ValueError, KeyError, TypeError):
+                    break  # a line cut by the kill: the steps end here
+    except FileNotFoundError:
+        pass
+    n = min(len(frames), len(actions))
+    if n == 0:
+        raise CorpusError(f"{path} holds no frame with its step; delete it or re-record it")
+    tmp = path.parent / f".{path.name}.finish.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    goal = None
+    if (path / GOAL_FILE).exists():
+        from PIL import Image
+        with Image.open(path / GOAL_FILE) as im:
+            goal = np.asarray(im.convert("RGB"))
+    meta.pop("has_goal", None)
+    w = EpisodeWriter(tmp, meta, goal=goal)
+    for k in range(n):
+        w.add(frames[k], actions[k], k / float(meta["fps"]))
+    w.close(interrupted=True)
+    for name in (VIDEO_FILE, STEPS_FILE, GOAL_FILE):  # the files first, meta.json last: finished only when whole
+        if (tmp / name).exists():
+            os.replace(tmp / name, path / name)
+    os.replace(tmp / META_FILE, path / META_FILE)
+    (path / PARTIAL_FILE).unlink(missing_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return w.meta
 
 
 def episode_dirs(corpus_dir: str | Path) -> list[Path]:
@@ -655,6 +719,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "screen":
         return main_screen(argv[1:])
+    if argv and argv[0] == "finish":
+        if len(argv) != 2:
+            print("usage: python -m training.corpus finish EPISODE_FOLDER", file=sys.stderr)
+            return 2
+        try:
+            meta = finish_episode(argv[1])
+        except CorpusError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps({"out_dir": argv[1], "n_frames": meta["n_frames"], "interrupted": True}))
+        return 0
     p = argparse.ArgumentParser(prog="python -m training.corpus",
                                 description="Record scripted demonstrator episodes of a bundled game.")
     p.add_argument("game", help=f"one of {', '.join(games.GAME_NAMES)}")
