@@ -1,8 +1,8 @@
 """The ranges of the command line's options, checked in one place before anything loads.
 
 Each option has a kind (a whole number, a finite number, text or a switch), a range and, where a
-value could make a run hang or exhaust memory, a documented cap (``framepilot OPTION --help`` and
-docs/reference.md list them). ``check_options(config)`` checks every field of a config dataclass
+value could make a run hang or exhaust memory, a documented cap (docs/reference.md, "Limits of the
+options", lists them). ``check_options(config)`` checks every field of a config dataclass
 that is named here and raises ``ConfigError`` with one sentence naming the option, the value and
 the range. The same table types the values of a ``--config`` TOML file (``config_value``), so a
 list or a string where a number belongs names the file and the key.

@@ -178,7 +178,7 @@ class TrainConfig:
             raise ConfigError(f"--out {self.out} is a file; pass a folder for the checkpoint")
 
 
-#: caps on the sizes a training run takes (documented in --help)
+#: caps on the sizes a training run takes (docs/reference.md, "Limits of the options")
 MAX_STEPS, MAX_BATCH, MAX_SIZE = 10_000_000, 65_536, 1024
 
 
