@@ -30,7 +30,9 @@ import sys
 from dataclasses import fields
 
 from framepilot.bench import BenchConfig, bench  # noqa: F401 (the subcommands, named here for tests and users)
-from framepilot.errors import ConfigError as UsageError  # bad input from the command line: one sentence
+from framepilot.errors import (
+    ConfigError as UsageError,  # bad input from the command line: one sentence
+)
 from framepilot.errors import FramepilotError
 from framepilot.play import PlanOptions, PlayConfig, ScreenConfig, play, screen  # noqa: F401
 
@@ -51,7 +53,8 @@ def record(a: argparse.Namespace) -> dict:
             except (ValueError, AssertionError):
                 raise UsageError(f"--size must be H,W in pixels, e.g. 128,160; got {a.size!r}") from None
         return record_human(a.out, Layout.resolve(a.layout), window=a.window, region=region, fps=a.fps,
-                            seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen", live=True)
+                            seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen", live=True,
+                            overwrite=a.overwrite)
     import games
     from training.corpus import record_scripted
     if not a.game or a.game not in games.GAME_NAMES:
@@ -98,7 +101,7 @@ def _game_names() -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     from overlays import PRESETS
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="framepilot", description=__doc__, formatter_class=fmt)
+    p = _Parser(prog="framepilot", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     pp = sub.add_parser("play", help="the agent plays a bundled game", formatter_class=fmt, description="""\
@@ -161,6 +164,8 @@ Record episodes in framepilot's corpus format (frames with the overlay, prompt, 
     pr.add_argument("--seconds", type=float, default=None, help="with --screen: stop after this long (default: Esc only)")
     pr.add_argument("--size", default=None, help="with --screen: H,W to store frames at (default: captured size)")
     pr.add_argument("--prompt", default=None, help="with --screen: what the player was asked to do")
+    pr.add_argument("--overwrite", action="store_true", help="with --screen: replace an episode (finished or "
+                    "not) already in --out; without it such a folder is refused and nothing is deleted")
 
     pt = sub.add_parser("train", help="train or fine-tune the bundled world model", formatter_class=fmt,
                         description=__import__("training.train", fromlist=["__doc__"]).__doc__)
@@ -198,8 +203,9 @@ game, and, in sync mode, the success rate over held-out episodes; writes JSON an
     return p
 
 
-def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) -> None:
-    """Set ``parser``'s defaults from the TOML file ``path`` (top-level keys, or a ``[command]`` table)."""
+def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) -> dict:
+    """Set ``parser``'s defaults from the TOML file ``path`` (top-level keys, or a ``[command]`` table);
+    returns them by dest."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -209,20 +215,63 @@ def apply_config_file(parser: argparse.ArgumentParser, command: str, path: str) 
             data = tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML ({e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {path} is not valid TOML ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise UsageError(f"config file {path} cannot be read ({e.strerror or type(e).__name__})") from None
     values = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    if not isinstance(data.get(command, {}), dict):
+        raise UsageError(f"config file {path} sets {command!r} to {data[command]!r}; [{command}] must be a table")
     values.update(data.get(command, {}))
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    dests = {a.dest for a in sub._actions}
+    actions = {a.dest: a for a in sub._actions}
     out = {}
     for k, v in values.items():
         dest = k.replace("-", "_")
-        if dest not in dests or dest in ("help", "config"):
+        if dest not in actions or dest in ("help", "config"):
             raise UsageError(f"config file {path} sets {k!r}, which `framepilot {command}` does not take; "
                              f"see framepilot {command} --help")
-        out[dest] = v
+        out[dest] = config_value(actions[dest], v, path, k)
     sub.set_defaults(**out)
+    return out
+
+
+def config_value(action: argparse.Action, v, path: str, key: str):
+    """A TOML value as the option ``action`` would have parsed it; a value of the wrong kind (a list,
+    a table, text where a number belongs, a number out of ``choices``) names the file and the key."""
+    opt = action.option_strings[-1] if action.option_strings else key
+
+    def bad(want: str):
+        return UsageError(f"config file {path} sets {key!r} to {v!r}, but {opt} takes {want}")
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(v, bool):
+            raise bad("true or false")
+        return v  # the key is the option's dest: record = false is --no-record
+    if isinstance(v, (list, dict)) or (isinstance(v, bool) and action.type is not None):
+        raise bad("one value" if action.type is None else f"one {getattr(action.type, '__name__', 'value')}")
+    if action.type is not None:
+        if action.type is int and isinstance(v, float):
+            raise bad("a whole number")
+        try:
+            v = action.type(v if action.type in (int, float) else str(v))
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            raise bad({int: "a whole number", float: "a number"}.get(action.type, "a value of its form")) from None
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = str(v)  # a text option given a number, e.g. rollouts = 4 for bench's comma list
+    elif not isinstance(v, str):
+        raise bad("text")
+    if action.choices is not None and v not in action.choices:
+        raise bad(f"one of {', '.join(map(str, action.choices))}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own mistakes (a missing value, an unknown option, text for a number) as one
+    ``ConfigError`` sentence, like every other bad input."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def _config_of(cls, ns: argparse.Namespace):
@@ -234,15 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # the traceback of a user error too (a bug always shows its own)
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
+    from_file: dict = {}  # the options a --config file set: a refusal of one of them names the file
     if not argv:
         argv = ["play"]  # the main job: the shipped model plays a bundled game and records it
     try:
-        pre = argparse.ArgumentParser(add_help=False)
+        pre = _Parser(prog="framepilot", add_help=False)
         pre.add_argument("command", nargs="?")
         pre.add_argument("--config", default=None)
         known, _ = pre.parse_known_args(argv)
         if known.config and known.command:
-            apply_config_file(parser, known.command, known.config)
+            from_file = apply_config_file(parser, known.command, known.config)
         a = parser.parse_args(argv)
         if a.command is None:
             parser.print_help()
@@ -270,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        opt = msg.split(" ", 1)[0].rstrip(":")
+        if opt.startswith("--") and opt[2:].replace("-", "_") in from_file and \
+                not any(x == opt or x.startswith(opt + "=") for x in argv):
+            msg = f"config file {known.config}: {msg}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ with the overlay of the inputs held during it (``InputListener``'s rule).
 
 from __future__ import annotations
 
+import math
 import time
 
 from framepilot.errors import ConfigError, ControllerError
@@ -27,7 +28,20 @@ def recording_size(height: int, width: int, layout) -> tuple[int, int]:
     return h, w
 
 
+def check_settings(fps: float, seconds: float | None, size: tuple[int, int] | None, layout) -> None:
+    """A recording's settings, checked before the screen is opened."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= 60:
+        raise ConfigError(f"--fps must be between 1 and 60 frames per second, got {fps!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not (math.isfinite(seconds) and 0 < seconds <= 1e6)):
+        raise ConfigError(f"--seconds must be a finite number of seconds above 0 (at most 1e6), got {seconds!r}")
+    if size is not None:
+        check_size(size, layout)
+
+
 def check_size(size: tuple[int, int], layout) -> None:
+    if len(size) != 2 or max(size) > 4096:
+        raise ConfigError(f"--size must be H,W in pixels, each from 16 to 4096, got {size}")
     h, w = size
     total = h + layout.strip_height(w)
     if w % 2 or total % 2 or min(h, w) < 16:
@@ -53,10 +67,7 @@ def record(capture, listener, writer, layout, fps: float = 10.0, seconds: float 
     Returns:
         The writer's meta after ``close``.
     """
-    if not 1 <= fps <= 60:
-        raise ConfigError(f"--fps must be between 1 and 60, got {fps}")
-    if seconds is not None and not seconds > 0:
-        raise ConfigError(f"--seconds must be positive, got {seconds}")
+    check_settings(fps, seconds, size, layout)
     width, height = capture.size
     out_h, out_w = size if size is not None else recording_size(height, width, layout)
     check_size((out_h, out_w), layout)

@@ -10,6 +10,7 @@ process releases everything if the agent dies, even by SIGKILL.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import signal
 import subprocess
@@ -33,6 +34,10 @@ from overlays.layout import is_valid_key_name
 _MODIFIERS = {"ctrl_l": "ctrl", "ctrl_r": "ctrl", "alt_l": "alt", "alt_r": "alt", "alt_gr": "alt",
               "shift_l": "shift", "shift_r": "shift", "cmd_l": "cmd", "cmd_r": "cmd"}
 
+#: pynput's media keys (``pynput.keyboard.Key.media_*``): they act on the whole session.
+MEDIA_KEYS = ("media_next", "media_play_pause", "media_previous", "media_volume_down", "media_volume_mute",
+              "media_volume_up")
+
 # Combinations that can hurt the user's session (close, switch or lock it, or send keys elsewhere).
 DANGEROUS_COMBOS: tuple[frozenset[str], ...] = tuple(frozenset(c) for c in (
     {"cmd"},  # super/windows key: launcher, window manager shortcuts
@@ -42,6 +47,13 @@ DANGEROUS_COMBOS: tuple[frozenset[str], ...] = tuple(frozenset(c) for c in (
     {"ctrl", "alt", "t"}, {"ctrl", "alt", "l"},  # open a terminal, lock the screen
     *({"ctrl", "alt", a} for a in ("left", "right", "up", "down")),  # switch workspace
     {"ctrl", "w"}, {"ctrl", "q"},  # close tab / quit program
+    {"ctrl", "shift", "w"}, {"ctrl", "shift", "q"},  # close window / log out (GNOME), quit (browsers)
+    {"ctrl", "esc"}, {"ctrl", "shift", "esc"},  # start menu / task manager
+    {"ctrl", "c"}, {"ctrl", "d"}, {"ctrl", "z"}, {"ctrl", "\\"},  # in a terminal: interrupt, EOF, suspend, quit
+    {"menu"},  # the context-menu key: a menu outside the game
+    {"caps_lock"}, {"num_lock"}, {"scroll_lock"},  # lock states that outlive the agent
+    {"print_screen"}, {"pause"},  # screenshot tools, break
+    *({k} for k in MEDIA_KEYS),  # the session's volume and media players, not the game
 ))
 
 
@@ -111,11 +123,11 @@ class SafetyConfig:
         if self.corner_px < 1:
             raise ControllerError(f"corner_px must be at least 1, got {self.corner_px}")
         for name in ("countdown",):
-            if getattr(self, name) < 0:
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ControllerError(f"{name} must be zero or positive, got {getattr(self, name)}")
         for name in ("deadline", "max_seconds"):
             v = getattr(self, name)
-            if v is not None and v <= 0:
+            if v is not None and not (math.isfinite(v) and v > 0):
                 raise ControllerError(f"{name} must be positive or None, got {v}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ControllerError(f"max_steps must be at least 1 or None, got {self.max_steps}")

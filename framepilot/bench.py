@@ -32,6 +32,10 @@ class BenchConfig:
     json: str = "runs/bench.json"
     plot: str | None = None
 
+    def __post_init__(self):
+        from framepilot.options import check_options
+        check_options(self, "bench")
+
 
 def bench(c: BenchConfig, progress: bool = True) -> dict:
     """Rollouts (and denoising steps) against decision latency p50/p95 and success on a bundled game."""
@@ -56,13 +60,15 @@ def bench(c: BenchConfig, progress: bool = True) -> dict:
     layout = Layout.preset(env.layout_name)
     rows = []
     total = len(rollouts) * len(steps_list)
+    from planner.backends import load_world_model
+    first = load_world_model(c.model, layout.name, steps_list[0], frame_steps=c.frame_steps)  # a bad --model: said first
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=total * (c.decisions + (0 if c.no_success else c.episodes)), desc="bench", unit="run")
-    from planner.backends import load_world_model
     for ds in steps_list:
-        model = load_world_model(c.model, layout.name, ds, frame_steps=c.frame_steps)
+        model = first if first is not None else load_world_model(c.model, layout.name, ds, frame_steps=c.frame_steps)
+        first = None
         for n in rollouts:
             from planner import Agent, PlannerConfig
             obs, info = env.reset(seed=c.seed)

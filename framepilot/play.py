@@ -11,7 +11,6 @@ the planner and an executor into ``planner.loop.run``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -22,7 +21,6 @@ from framepilot.errors import AgentStopped, ConfigError
 
 DEFAULT_GAME = "reach"
 DEFAULT_SEED = 10_000_000  # the first held-out evaluation seed: the default run is one no training saw
-MAX_DENOISE_STEPS = 1000  # beyond this a decision takes minutes on any machine; refused as a mistake
 
 
 # ---- configs ------------------------------------------------------------------------------------------
@@ -50,32 +48,18 @@ class PlanOptions:
     quiet: bool = False
 
     def check(self) -> None:
-        """The option values a planner can run with (``PlannerConfig`` checks the rest when it is built)."""
+        """The option values a planner can run with: each option's kind and range
+        (``framepilot.options``), then how they go together."""
+        from framepilot.options import check_options
+        check_options(self)
         c = self
-        if c.rollouts < 1:
-            raise ConfigError(f"--rollouts must be at least 1, got {c.rollouts}")
-        for name in ("decision_horizon", "goal_offset"):
-            v = getattr(c, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive seconds, got {v}")
-        if c.rollout_length is not None and not (math.isfinite(c.rollout_length)
-                                                 and c.rollout_length >= c.decision_horizon):
+        if c.rollout_length is not None and c.rollout_length < c.decision_horizon:
             raise ConfigError(f"--rollout-length ({c.rollout_length} s) must be at least --decision-horizon "
                               f"({c.decision_horizon} s)")
         if c.vote not in ("joint", "per-key"):
             raise ConfigError(f"--vote must be joint or per-key, got {c.vote!r}")
         if c.goal_mode != "vote" and not c.goal and getattr(c, "game", None) != "reach-goal":
             raise ConfigError(f"--goal-mode {c.goal_mode} needs a goal image: pass --goal IMAGE")
-        for name in ("denoise_steps", "frame_steps"):
-            v = getattr(c, name)
-            if v is not None and not 1 <= v <= MAX_DENOISE_STEPS:
-                raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and {MAX_DENOISE_STEPS}, got {v}")
-        if c.seed < 0:
-            raise ConfigError(f"--seed must be zero or positive, got {c.seed}")
-        if c.max_steps is not None and c.max_steps < 1:
-            raise ConfigError(f"--max-steps must be at least 1, got {c.max_steps}")
-        if not (math.isfinite(c.abstain_below) and 0 <= c.abstain_below <= 1):
-            raise ConfigError(f"--abstain-below must be a fraction between 0 and 1, got {c.abstain_below}")
 
 
 @dataclass
@@ -90,17 +74,13 @@ class PlayConfig(PlanOptions):
 
     def __post_init__(self):
         import games
+        self.check()
         if self.game not in games.GAME_NAMES:
             raise ConfigError(f"no bundled game named {self.game!r}; choose one of {', '.join(games.GAME_NAMES)}")
         if self.mode not in ("sync", "realtime"):
             raise ConfigError(f"--mode must be sync or realtime, got {self.mode!r}")
         if self.mode == "realtime" and not self.real_window:
             raise ConfigError("--mode realtime needs --real-window (an in-process game always waits for the agent)")
-        if self.episodes < 1:
-            raise ConfigError(f"--episodes must be at least 1, got {self.episodes}")
-        if not 1 <= self.scale <= 16:
-            raise ConfigError(f"--scale must be between 1 and 16 window pixels per game pixel, got {self.scale}")
-        self.check()
 
 
 @dataclass
@@ -123,20 +103,9 @@ class ScreenConfig(PlanOptions):
     allow_dangerous: bool = False
 
     def __post_init__(self):
+        self.check()
         if self.region and self.window:
             raise ConfigError("pass either --region or --window, not both")
-        if not (math.isfinite(self.mouse_scale) and self.mouse_scale > 0):
-            raise ConfigError(f"--mouse-scale must be a positive number of screen pixels per overlay pixel, "
-                              f"got {self.mouse_scale}")
-        for name in ("decision_interval", "deadline"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and 0 < v <= 60):
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive seconds (at most 60), got {v}")
-        if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
-            raise ConfigError(f"--max-seconds must be positive seconds, got {self.max_seconds}")
-        if not (math.isfinite(self.countdown) and 0 <= self.countdown <= 60):
-            raise ConfigError(f"--countdown must be between 0 and 60 seconds, got {self.countdown}")
-        self.check()
 
 
 # ---- shared pieces ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 def record_human(out_dir, layout, *, window: str | None = None, region: tuple[int, int, int, int] | None = None,
                  monitor: int | None = None, fps: float = 10.0, seconds: float | None = None,
                  size: tuple[int, int] | None = None, prompt: str | None = None, game: str = "screen",
-                 stop_key: str = "esc", ready=None, live: bool = False) -> dict:
+                 stop_key: str = "esc", ready=None, live: bool = False, overwrite: bool = False) -> dict:
     """Record one episode of a person playing; returns its meta dict.
 
     Args:
@@ -29,18 +29,21 @@ def record_human(out_dir, layout, *, window: str | None = None, region: tuple[in
         prompt, game: stored in ``meta.json``.
         ready: called once the listeners run and frame 0 is written (tests send input from it).
         live: print a live line (seconds, frames, keys seen) to stderr while recording.
+        overwrite: replace an episode already in ``out_dir``; without it such a folder is refused
+            before anything is captured, and nothing is deleted.
     """
     from controllers import ScreenCapture
-    from controllers.human_recorder import check_size, record
+    from controllers.human_recorder import check_settings, record
     from controllers.listener import InputListener
-    from training.corpus import EpisodeWriter
-    if size is not None:
-        check_size(size, layout)  # before anything is opened
+    from training.corpus import EpisodeWriter, refuse_existing_episode
+    check_settings(fps, seconds, size, layout)  # before anything is opened
+    if not overwrite:
+        refuse_existing_episode(out_dir)  # said before the display is even opened
     with ScreenCapture(monitor=monitor, region=region, window=window) as cap:
         meta = {"game": game, "seed": None, "prompt": prompt, "fps": fps, "layout": layout.to_dict(),
                 "overlay_version": layout.overlay_version, "source": "screen", "region": list(cap.rect.as_tuple())}
         progress = _LiveLine() if live else None
-        with InputListener(layout, stop_key) as listener, EpisodeWriter(out_dir, meta) as writer:
+        with InputListener(layout, stop_key) as listener, EpisodeWriter(out_dir, meta, overwrite=overwrite) as writer:
             if live:
                 print(f"recording {cap.rect}; press {stop_key} to stop", file=sys.stderr, flush=True)
             meta = record(cap, listener, writer, layout, fps=fps, seconds=seconds, size=size, ready=ready,

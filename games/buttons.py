@@ -25,7 +25,14 @@ import math
 import numpy as np
 
 from games.base import FRAME_SIZE, GameEnv
-from games.pixels import draw_pointer, draw_text, fill_rect, rounded_rect, text_width, GLYPH_H
+from games.pixels import (
+    GLYPH_H,
+    draw_pointer,
+    draw_text,
+    fill_rect,
+    rounded_rect,
+    text_width,
+)
 from games.prompts import BUTTON_LABELS, BUTTONS_EVAL, BUTTONS_TRAIN, pick_template
 from overlays.action import Action
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,6 +65,10 @@ class Layout:
 
     def __post_init__(self):
         where = f"layout {self.name!r}{' in ' + self.source if self.source else ''}"
+        for name in ("strip_ratio", "max_speed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise LayoutError(f"{where}: {name} must be a finite number, got {v!r}")
         if not 0.05 <= self.strip_ratio <= 1.0:
             raise LayoutError(f"{where}: strip_ratio must be between 0.05 and 1.0, got {self.strip_ratio}")
         if self.max_speed <= 0:
@@ -81,6 +86,10 @@ class Layout:
             if (c.kind, c.name) in seen:
                 raise LayoutError(f"{where}: {c.kind} {c.name!r} appears twice; list each control once")
             seen.add((c.kind, c.name))
+            if len(c.box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          and math.isfinite(v) for v in c.box):
+                raise LayoutError(f"{where}: {c.kind} {c.name!r} box {list(c.box)} must be 4 finite numbers "
+                                  "[x, y, w, h]")
             x, y, w, h = c.box
             if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > 1 + 1e-9 or y + h > 1 + 1e-9:
                 raise LayoutError(f"{where}: {c.kind} {c.name!r} box {list(c.box)} lies outside the strip; "
@@ -128,9 +137,14 @@ class Layout:
             return cls(name=str(d["name"]), cells=cells, strip_ratio=float(d.get("strip_ratio", 0.25)),
                        max_speed=float(d.get("max_speed", 600.0)), version=int(d.get("version", 1)),
                        overlay_version=int(d.get("overlay_version", OVERLAY_VERSION)), source=source)
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise LayoutError(f"{where}: missing or malformed field {e}; see overlays/presets/arrows.json "
                               "for the format") from None
+        except ValueError as e:
+            if isinstance(e, LayoutError):
+                raise
+            raise LayoutError(f"{where}: a number field holds something else ({e}); cell boxes, strip_ratio "
+                              "and max_speed are numbers, version and overlay_version whole numbers") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Layout":
@@ -142,6 +156,9 @@ class Layout:
                               f"name ({', '.join(PRESETS)})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LayoutError(f"layout file {path} is not valid JSON ({e}); fix the file") from None
+        except OSError as e:  # a folder, no permission, ...
+            raise LayoutError(f"layout file {path} cannot be read ({e.strerror or type(e).__name__}); pass a JSON "
+                              f"layout file or a preset name ({', '.join(PRESETS)})") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -157,7 +174,7 @@ class Layout:
         """A preset name, or a path to a JSON layout file."""
         if name_or_path in PRESETS:
             return cls.preset(name_or_path)
-        if name_or_path.endswith(".json") or Path(name_or_path).exists():
+        if name_or_path and (name_or_path.endswith(".json") or Path(name_or_path).exists()):
             return cls.from_file(name_or_path)
         raise LayoutError(f"no layout preset named {name_or_path!r}; choose one of {', '.join(PRESETS)} "
                           "or pass a JSON file")
@@ -169,9 +186,18 @@ class Layout:
         if od.get("overlay_version") != mine["overlay_version"]:
             raise LayoutError(f"{what} was made with overlay version {od.get('overlay_version')} but this "
                               f"framepilot draws version {mine['overlay_version']}; use a matching release")
-        if od.get("name") != mine["name"] or od.get("cells") != mine["cells"] or od.get("version") != mine["version"]:
+        if od.get("name") != mine["name"] or od.get("version") != mine["version"]:
             raise LayoutError(f"{what} was made with layout {od.get('name')!r} (version {od.get('version')}), "
                               f"not {mine['name']!r} (version {mine['version']}); pass --layout {od.get('name')}")
+        if od.get("cells") != mine["cells"]:
+            theirs = {(c.get("kind"), c.get("name")): c for c in od.get("cells") or ()}
+            ours = {(c["kind"], c["name"]): c for c in mine["cells"]}
+            diff = sorted({k for k in theirs.keys() ^ ours.keys()} |
+                          {k for k in theirs.keys() & ours.keys() if theirs[k] != ours[k]}, key=str)
+            named = ", ".join(f"{k} {n!r}" for k, n in diff[:3]) or "their order"
+            raise LayoutError(f"{what} was made with layout {od.get('name')!r} (version {od.get('version')}) whose "
+                              f"cells differ from this {mine['name']!r} layout{' in ' + self.source if self.source else ''} "
+                              f"({named}); use the layout file the model was trained with")
 
 
 def _overlap(a, b) -> bool:

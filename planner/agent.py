@@ -13,6 +13,7 @@ with a goal frame, compared with it). Two horizons are kept apart:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -54,8 +55,14 @@ class PlannerConfig:
     def __post_init__(self):
         if not (isinstance(self.rollouts, int) and self.rollouts >= 1):
             raise ConfigError(f"rollouts must be a whole number of at least 1, got {self.rollouts!r}")
-        if not self.decision_horizon > 0:
-            raise ConfigError(f"decision_horizon must be positive seconds, got {self.decision_horizon}")
+        if not (isinstance(self.decision_horizon, (int, float)) and math.isfinite(self.decision_horizon)
+                and self.decision_horizon > 0):
+            raise ConfigError(f"decision_horizon must be positive, finite seconds, got {self.decision_horizon!r}")
+        if self.rollout_length is not None and not (isinstance(self.rollout_length, (int, float))
+                                                    and math.isfinite(self.rollout_length)):
+            raise ConfigError(f"rollout_length must be finite seconds or None, got {self.rollout_length!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"seed must be a whole number >= 0 or None, got {self.seed!r}")
         if self.rollout_length is not None and self.rollout_length < self.decision_horizon - 1e-9:
             raise ConfigError(f"rollout_length ({self.rollout_length} s) must be at least the decision horizon "
                              f"({self.decision_horizon} s); lengthen it or leave it unset")
@@ -67,7 +74,8 @@ class PlannerConfig:
             raise ConfigError(f"goal_mode must be one of {', '.join(GOAL_MODES)}, got {self.goal_mode!r}")
         if self.top_k is not None and not 1 <= self.top_k <= self.rollouts:
             raise ConfigError(f"top_k must be between 1 and rollouts ({self.rollouts}), got {self.top_k}")
-        if not self.context_seconds > 0:
+        if not (isinstance(self.context_seconds, (int, float)) and math.isfinite(self.context_seconds)
+                and self.context_seconds > 0):
             raise ConfigError(f"context_seconds must be positive, got {self.context_seconds}")
 
     @property

@@ -168,7 +168,7 @@ class Lockstep:
     def after(self, held: Action, t_grab: float, t_done: float) -> dict:
         return {}
 
-    def pace(self) -> None:
+    def pace(self, until: float | None = None) -> None:
         pass
 
 
@@ -217,7 +217,7 @@ class Stepped:
             self.wait_step(self.step_timeout)
         return {"wait": time.monotonic() - t}
 
-    def pace(self) -> None:
+    def pace(self, until: float | None = None) -> None:
         pass
 
 
@@ -276,13 +276,15 @@ class Realtime:
         self._next_tick = (self._next_tick if self._next_tick is not None else t_grab) + self.interval
         return {"latency": used}
 
-    def pace(self) -> None:
-        """Sleep until the next decision is due."""
+    def pace(self, until: float | None = None) -> None:
+        """Sleep until the next decision is due (never past ``until``, the run's end: a long interval
+        does not outlive ``max_seconds``)."""
         now = time.monotonic()
         if self._next_tick is None:
             return
         if self._next_tick > now:
-            time.sleep(self._next_tick - now)
+            end = self._next_tick if until is None else min(self._next_tick, until)
+            time.sleep(max(0.0, end - now))
         else:  # planning overran the interval: start the next step now, do not try to catch up
             self._next_tick = now
 
@@ -397,7 +399,7 @@ def run(capture: Capture, executor: Executor, agent: Agent, layout: Layout, paci
             if on_step is not None:
                 on_step(Step(steps, frame, None if stale else decision, executed, stage, dict(last_info)))
             steps += 1
-            pacing.pace()
+            pacing.pace(None if max_seconds is None else start + max_seconds)
     finally:
         executor.release_all()
     return EpisodeResult(success=bool(last_info.get("success", False)) if info is not None else None,

@@ -61,7 +61,7 @@ class GoalFrame:
         if not (np.isfinite(self.offset) and self.offset > 0):
             raise ConfigError(f"goal offset must be positive seconds after the last context frame, got {self.offset}")
 
-    MAX_PIXELS = 4096 * 4096  # a goal image larger than this is refused before it is decoded
+    MAX_PIXELS = 4096 * 4096  # a goal image larger than this is refused before it is decoded (framepilot.options)
 
     @staticmethod
     def read_image(path) -> np.ndarray:
@@ -85,7 +85,12 @@ class GoalFrame:
                                       "a goal may have: pass a screenshot of the game (any size up to 4096x4096)")
                 im.load()
                 return np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError:  # PIL's own cap, hit while reading the header
+            raise ConfigError(f"goal image {path} is larger than the cap of {GoalFrame.MAX_PIXELS:,} pixels "
+                              "(4096x4096); pass a screenshot of the game window") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
             raise ConfigError(f"goal image {path} could not be read ({type(e).__name__}): "
                               "pass an intact PNG or JPEG") from None
 

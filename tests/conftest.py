@@ -174,8 +174,8 @@ class Human:
         return win
 
     def warp(self, x: int, y: int) -> None:
-        import Xlib.X
         import Xlib.ext.xtest
+        import Xlib.X
         Xlib.ext.xtest.fake_input(self.d, Xlib.X.MotionNotify, x=x, y=y)
         self.d.sync()
 
@@ -189,8 +189,8 @@ class Human:
         return self.d.keysym_to_keycode(Xlib.XK.string_to_keysym(name))
 
     def tap(self, name: str, hold: float = 0.03) -> None:
-        import Xlib.X
         import Xlib.ext.xtest
+        import Xlib.X
         kc = self.keycode(name)
         Xlib.ext.xtest.fake_input(self.d, Xlib.X.KeyPress, kc)
         self.d.sync()

@@ -22,10 +22,26 @@ import time
 
 import numpy as np
 
-from games.grid import GRID, MARKER, TARGET, background, distances_to, draw_marker, draw_target, move
+from games.grid import (
+    GRID,
+    MARKER,
+    TARGET,
+    background,
+    distances_to,
+    draw_marker,
+    draw_target,
+    move,
+)
 from overlays import NOOP, Action, Layout
 from overlays.render import draw_strip
-from planner.world_model import Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, frames_needed
+from planner.world_model import (
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    Rollouts,
+    WorldModel,
+    frames_needed,
+)
 
 FRAME = 128
 

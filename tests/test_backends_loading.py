@@ -7,11 +7,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from planner import ContextClip  # noqa: E402
-from planner.backends.loading import (DiffusersConfig, ModelNotFound, load_pipeline, resolve_device,  # noqa: E402
-                                      resolve_dtype)
+from planner.backends.loading import (  # noqa: E402
+    DiffusersConfig,
+    ModelNotFound,
+    load_pipeline,
+    resolve_device,
+    resolve_dtype,
+)
 from planner.backends.ltx import LTXBackend, LTXSettings  # noqa: E402
 from planner.backends.tiny import tiny_ltx_pipeline  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

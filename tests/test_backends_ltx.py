@@ -9,7 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from planner import ContextClip, GoalFrame, UnsupportedRequest, fit_frames, frames_needed  # noqa: E402
+from planner import (  # noqa: E402
+    ContextClip,
+    GoalFrame,
+    UnsupportedRequest,
+    fit_frames,
+    frames_needed,
+)
 from planner.backends.loading import LTX_DISTILLED_TIMESTEPS, DiffusersConfig  # noqa: E402
 from planner.backends.ltx import LTXBackend, LTXSettings, plan_frames  # noqa: E402
 from planner.backends.tiny import tiny_ltx_pipeline  # noqa: E402

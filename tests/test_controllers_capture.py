@@ -5,8 +5,18 @@ import time
 import numpy as np
 import pytest
 
-from controllers import ControllerError, FrameSource, NoDisplayError, PynputExecutor, RegionError, SafetyConfig, \
-    ScreenCapture, WaylandError, WindowNotFoundError, draw_pointer
+from controllers import (
+    ControllerError,
+    FrameSource,
+    NoDisplayError,
+    PynputExecutor,
+    RegionError,
+    SafetyConfig,
+    ScreenCapture,
+    WaylandError,
+    WindowNotFoundError,
+    draw_pointer,
+)
 from controllers.display import NO_DISPLAY
 from overlays import Layout
 

@@ -5,7 +5,13 @@ import time
 
 import pytest
 
-from controllers import AgentStopped, ControllerError, DryRunExecutor, PynputExecutor, SafetyConfig
+from controllers import (
+    AgentStopped,
+    ControllerError,
+    DryRunExecutor,
+    PynputExecutor,
+    SafetyConfig,
+)
 from overlays import NOOP, Action, Layout
 
 

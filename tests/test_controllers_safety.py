@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from controllers import AgentStopped, ControllerError, PynputExecutor, SafetyConfig, ScreenCapture, screen_action
+from controllers import (
+    AgentStopped,
+    ControllerError,
+    PynputExecutor,
+    SafetyConfig,
+    ScreenCapture,
+    screen_action,
+)
 from overlays import NOOP, Action, Layout
 
 AGENT = Path(__file__).resolve().parent / "agent_probe.py"

@@ -15,8 +15,15 @@ import pytest
 
 import games
 from overlays import NOOP, Action, Layout, read_overlay, render_overlay
-from training.corpus import (EpisodeWriter, episode_dirs, load_corpus, main, read_episode, record_scripted,
-                             resize_frames)
+from training.corpus import (
+    EpisodeWriter,
+    episode_dirs,
+    load_corpus,
+    main,
+    read_episode,
+    record_scripted,
+    resize_frames,
+)
 
 
 def replay(game, seed, actions):

@@ -420,6 +420,7 @@ def test_agent_starts_a_mouse_episode_where_the_window_put_the_pointer(xvfb_disp
     parking would be the first input and move the pointer off its seed's position."""
     monkeypatch.setenv("DISPLAY", xvfb_display)
     from pynput.mouse import Controller
+
     from controllers import ScreenCapture
     from games.window import start_pointer
     p, first = open_window(xvfb_display, "buttons", "--seed", "7", "--mode", "sync", "--scale", "3",

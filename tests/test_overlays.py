@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
-from overlays import PRESETS, Action, Layout, LayoutError, draw_sticky_note, read_overlay, render_overlay
+from overlays import (
+    PRESETS,
+    Action,
+    Layout,
+    LayoutError,
+    draw_sticky_note,
+    read_overlay,
+    render_overlay,
+)
 
 N_ACTIONS = 500  # per preset and perturbation: 1,000-4,500 key and button readings each
 

@@ -33,7 +33,6 @@ import numpy as np
 from framepilot.errors import ConfigError
 
 
-
 def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
     """95% Wilson score interval of k successes out of n."""
     if n == 0:
@@ -256,6 +255,15 @@ def run(a: argparse.Namespace) -> int:
         raise ConfigError(f"--rollouts must be comma-separated whole numbers, e.g. 1,8; got {a.rollouts!r}") from None
     if a.episodes < 2 or min(rollouts) < 1:
         raise ConfigError("--episodes must be at least 2 and every rollout count at least 1")
+    from framepilot.options import MAX_DENOISE_STEPS, MAX_ROLLOUTS, Spec, check_value
+    check_value("episodes", a.episodes, Spec("int", 2, 100_000))
+    for r in rollouts:
+        check_value("rollouts", r, Spec("int", 1, MAX_ROLLOUTS))
+    for name in ("denoise_steps", "frame_steps"):
+        check_value(name, getattr(a, name), Spec("int", 1, MAX_DENOISE_STEPS))
+    check_value("seed", a.seed)
+    if a.json is not None and not str(a.json).strip():
+        raise ConfigError("--json must be a path, got an empty string")
     result = evaluate((a.game,) if a.game else None, model_spec=a.model, episodes=a.episodes,
                       rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
                       frame_steps=a.frame_steps)

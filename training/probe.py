@@ -45,7 +45,7 @@ def probe(model_path: str, game: str, states: int = 60, n: int = 8, denoise_step
     from overlays import NOOP, Layout, read_overlay, render_overlay
     from planner.backends.bundled import BundledWorldModel
     from planner.vote import choose
-    from planner.world_model import ContextClip, GoalFrame
+    from planner.world_model import ContextClip
     from training.evaluate import episode_inputs
 
     model = BundledWorldModel(model_path, denoise_steps=denoise_steps)
@@ -123,9 +123,9 @@ def keypoint_report(model_path: str, game: str, frames: int = 200) -> dict:
     import games
     from games.heldout import EVAL_SEEDS
     from overlays import NOOP, Layout, render_overlay
+    from planner.backends.bundled import resolve_checkpoint
     from training.corpus import resize_frames
     from worldmodel.checkpoints import load
-    from planner.backends.bundled import resolve_checkpoint
 
     net, meta = load(resolve_checkpoint(model_path))
     env = games.make(game)

@@ -12,7 +12,9 @@ what gets saved.
 Resumable: the folder ``--out`` holds the EMA model (``save_pretrained``, safetensors), its
 ``framepilot.json`` metadata and ``training_state.safetensors`` (raw weights, optimiser, step and
 random state). Running the same command again continues from there, bit for bit the same as an
-uninterrupted run on the same machine and thread count.
+uninterrupted run on the same machine and thread count. Every file is written atomically
+(``framepilot.atomic``), so a kill at any moment leaves the last complete save; a damaged one is
+named in one sentence. A non-finite loss stops the run without saving that step.
 
 Examples::
 
@@ -30,14 +32,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from framepilot.atomic import atomic_path, atomic_write, replace_into
 from framepilot.errors import ConfigError
 
 DEFAULT_SIZE = (40, 32)  # (H, W) with the strip: the bundled games' 160x128 frames, block-mean / 4
@@ -114,6 +118,74 @@ class TrainConfig:
     p_mean: float = -0.4
     p_std: float = 1.2
 
+    def __post_init__(self):
+        def whole(name, lo, hi=None, none=False):
+            v = getattr(self, name)
+            if v is None and none:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
+                rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+                raise ConfigError(f"{_flag(name)} must be a whole number {rng}, got {v!r}")
+
+        def number(name, lo=None, hi=None, lo_open=False, hi_open=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) \
+                    or (lo is not None and (v <= lo if lo_open else v < lo)) \
+                    or (hi is not None and (v >= hi if hi_open else v > hi)):
+                want = "a finite number" + (f" {'>' if lo_open else '>='} {lo}" if lo is not None else "") + \
+                    (f"{' and' if lo is not None else ''} {'<' if hi_open else '<='} {hi}" if hi is not None else "")
+                raise ConfigError(f"{_flag(name)} must be {want}, got {v!r}")
+
+        whole("steps", 1, MAX_STEPS)
+        whole("batch", 1, MAX_BATCH)
+        whole("strip_batch", 0, MAX_BATCH)
+        whole("warmup", 1)
+        whole("seed", 0, 2 ** 32 - 1)
+        whole("context_frames", 1, 16)
+        whole("save_every", 1)
+        whole("threads", 0, 1024)
+        whole("keypoints", 0, 1024)
+        whole("text_keypoints", 0, 1024, none=True)
+        number("lr", 0.0, 1.0)
+        number("strip_weight", 0.0, lo_open=True)
+        number("text_dropout", 0.0, 1.0)
+        number("ema", 0.0, 1.0, hi_open=True)
+        number("p_mean")
+        number("p_std", 0.0, lo_open=True)
+        number("strip_p_mean")
+        number("strip_p_std", 0.0, lo_open=True)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        blocks = tuple(self.block_out_channels)
+        if not blocks or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 4096 for c in blocks):
+            raise ConfigError(f"block_out_channels must be whole numbers from 1 to 4096, got {self.block_out_channels!r}")
+        size = tuple(self.size)
+        div = 2 ** (len(blocks) - 1)
+        if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size) \
+                or not all(8 <= v <= MAX_SIZE and v % max(2, div) == 0 for v in size):
+            raise ConfigError(f"--size must be H,W, each from 8 to {MAX_SIZE} pixels and a multiple of {max(2, div)} "
+                              f"(the network halves it {len(blocks) - 1} times), got {self.size!r}")
+        if self.game_weights is not None:
+            for k, w in self.game_weights.items():
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+                    raise ConfigError(f"--game-weights: the weight of {k!r} must be a finite number >= 0, got {w!r}")
+        for name in ("corpus", "out"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(f"{_flag(name)} must be a folder path, got {getattr(self, name)!r}")
+        for name in ("init_from", "transfer_from"):
+            if getattr(self, name) is not None:
+                _resolve_init(getattr(self, name), _flag(name))  # a missing checkpoint is said before the corpus loads
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder for the checkpoint")
+
+
+#: caps on the sizes a training run takes (docs/reference.md, "Limits of the options")
+MAX_STEPS, MAX_BATCH, MAX_SIZE = 10_000_000, 65_536, 1024
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 # ---- data ---------------------------------------------------------------------------------------------
 @dataclass
@@ -165,7 +237,13 @@ def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None
         g = 0
         gp = Path(m["path"]) / "goal.png"
         if gp.exists():
-            goals.append(resize_frames(np.asarray(Image.open(gp).convert("RGB"))[None], size)[0])
+            try:
+                with Image.open(gp) as im:
+                    pixels = np.asarray(im.convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as e:
+                raise ConfigError(f"the goal image {gp} is damaged ({type(e).__name__}); re-record that episode "
+                                  "or delete its folder") from None
+            goals.append(resize_frames(pixels[None], size)[0])
             g = len(goals) - 1
         n = len(f)
         for k in range(1, n):
@@ -191,10 +269,17 @@ def cached_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | Non
     thousands of episodes takes minutes to decode; delete the file after recording more)."""
     import dataclasses
     if cache and Path(cache).exists():
-        z = np.load(cache, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
-        if meta["corpus"] == str(corpus) and meta["size"] == list(size) and meta["games"] == (list(games) if games else None):
-            arrays = {k: z[k] for k in ("frames", "goals", "texts", "target", "first", "prompt", "goal", "game")}
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                same = meta["corpus"] == str(corpus) and meta["size"] == list(size) and \
+                    meta["games"] == (list(games) if games else None)
+                arrays = {k: z[k] for k in ("frames", "goals", "texts", "target", "first", "prompt", "goal", "game")} \
+                    if same else None
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as e:
+            raise ConfigError(f"the corpus cache {cache} is damaged ({type(e).__name__}); delete it and run again "
+                              "(it is rebuilt from the corpus)") from None
+        if arrays is not None:
             return FrameData(**arrays, **meta["fields"])
     data = build_data(corpus, size, games, progress=progress)
     if cache:
@@ -202,8 +287,9 @@ def cached_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | Non
                   ("game_names", "layout", "fps", "source_shape", "n_episodes")}
         meta = {"corpus": str(corpus), "size": list(size), "games": list(games) if games else None, "fields": fields}
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, meta=json.dumps(meta), **{k: getattr(data, k) for k in
-                 ("frames", "goals", "texts", "target", "first", "prompt", "goal", "game")})
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no .npz suffix
+            np.savez(f, meta=json.dumps(meta), **{k: getattr(data, k) for k in
+                     ("frames", "goals", "texts", "target", "first", "prompt", "goal", "game")})
     return data
 
 
@@ -281,13 +367,15 @@ def strip_rows_for(layout: dict, size: tuple[int, int], source_shape: tuple[int,
     return int(round(game_h * size[0] / source_shape[0]))
 
 
-def _resolve_init(init_from: str) -> Path:
+def _resolve_init(init_from: str, flag: str = "--init-from") -> Path:
+    if not isinstance(init_from, str) or not init_from:
+        raise ConfigError(f"{flag} must be a checkpoint folder or bundled:NAME, got {init_from!r}")
     if init_from.startswith("bundled:"):
         from worldmodel.checkpoints import bundled_path
         return bundled_path(init_from.split(":", 1)[1])
     p = Path(init_from)
     if not (p / "config.json").exists():
-        raise ConfigError(f"--init-from {init_from} is not a world-model checkpoint folder (no config.json); "
+        raise ConfigError(f"{flag} {init_from} is not a world-model checkpoint folder (no config.json); "
                          "pass a folder written by training.train or bundled:arrows")
     return p
 
@@ -340,7 +428,7 @@ def transferred(old, new):
 def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None) -> dict:
     """Run (or resume) training; returns a summary with the final losses."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from worldmodel.checkpoints import write_metadata
     from worldmodel.model import FramepilotUNet
@@ -350,7 +438,6 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = cached_data(cfg.corpus, tuple(cfg.size), cfg.games, cfg.cache, progress=progress)
     strip_rows = strip_rows_for(data.layout, tuple(cfg.size), data.source_shape)
@@ -376,7 +463,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                                text_keypoints=(4 if cfg.strip_head else 0) if cfg.text_keypoints is None
                                else cfg.text_keypoints, strip_x0=cfg.strip_x0)
         if cfg.transfer_from:
-            model = transferred(FramepilotUNet.from_pretrained(str(_resolve_init(cfg.transfer_from))), model)
+            model = transferred(FramepilotUNet.from_pretrained(str(_resolve_init(cfg.transfer_from, "--transfer-from"))), model)
     model.to(device).train()
     ema = FramepilotUNet.from_config(model.config).to(device).eval()
     ema.load_state_dict(model.state_dict())
@@ -385,18 +472,22 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     step = 0
     state_path = out / STATE_FILE
     if state_path.exists():
-        state = load_file(str(state_path))
-        meta = json.loads((out / "training_state.json").read_text())
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
-        opt_state = opt.state_dict()
-        params = opt_state["param_groups"][0]["params"]
-        opt_state["state"] = {p: {"step": state[f"opt.{p}.step"], "exp_avg": state[f"opt.{p}.exp_avg"],
-                                  "exp_avg_sq": state[f"opt.{p}.exp_avg_sq"]} for p in params if f"opt.{p}.step" in state}
-        opt.load_state_dict(opt_state)
+        state, meta = read_training_state(out)
+        try:
+            model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+            ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+            opt_state = opt.state_dict()
+            params = opt_state["param_groups"][0]["params"]
+            opt_state["state"] = {p: {"step": state[f"opt.{p}.step"], "exp_avg": state[f"opt.{p}.exp_avg"],
+                                      "exp_avg_sq": state[f"opt.{p}.exp_avg_sq"]}
+                                  for p in params if f"opt.{p}.step" in state}
+            opt.load_state_dict(opt_state)
+            rng.bit_generator.state = meta["numpy_rng"]
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{STATE_FILE} in {out} does not fit this model ({str(e).splitlines()[0][:160]}); "
+                              f"run with the settings it was started with, or train into another --out") from None
         step = meta["step"]
-        rng.bit_generator.state = meta["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
         if progress:
             print(f"resuming {out} at step {step}", file=sys.stderr)
 
@@ -406,7 +497,14 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     weight = weight / weight.mean()
 
     def save():
-        ema.save_pretrained(str(out))
+        # every file is written beside its destination and renamed over it (framepilot.atomic): a kill at
+        # any moment leaves the last complete save. The state's step and numpy rng also live in the
+        # safetensors' own metadata, so the two state files can never disagree on a resume.
+        bad = nonfinite_count(ema.state_dict().values()) + nonfinite_count(model.state_dict().values())
+        if bad:
+            raise ConfigError(f"training diverged at step {step}: {bad} weights are not finite; nothing was saved "
+                              f"at this step (the last save in {out} is kept); lower --lr or check the corpus")
+        replace_into(out, ema.save_pretrained)
         write_metadata(out, layout=data.layout, fps=data.fps, size=tuple(cfg.size), source_shape=data.source_shape,
                        games=data.game_names, steps=step, config=asdict(cfg))
         sd = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -415,14 +513,16 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
             for name in ("step", "exp_avg", "exp_avg_sq"):
                 sd[f"opt.{p}.{name}"] = torch.as_tensor(s[name]).detach().cpu().contiguous()
         sd["torch_rng"] = torch.get_rng_state()
-        save_file(sd, str(state_path) + ".tmp")
-        os.replace(str(state_path) + ".tmp", state_path)
-        (out / "training_state.json").write_text(json.dumps({"step": step, "numpy_rng": rng.bit_generator.state}))
+        meta = json.dumps({"step": step, "numpy_rng": rng.bit_generator.state})
+        with atomic_path(state_path) as tmp:
+            save_file(sd, str(tmp), metadata={"training_state": meta})
+        atomic_write(out / STATE_JSON, meta)
 
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc="training world model", unit="step")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder behind
     log = open(out / "train_log.jsonl", "a")
     losses = []
     t0 = time.time()
@@ -442,6 +542,9 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                 sden = model.denoise_strip(s0 + ssig.view(-1, 1, 1, 1) * torch.randn_like(s0), ssig, cond)
                 loss = loss + (((sden - s0) ** 2).mean() if model.config.strip_x0
                                else edm_loss(sden, s0, ssig))
+            if not torch.isfinite(loss).item():
+                raise ConfigError(f"the training loss became {loss.item()} at step {step + 1}; stopped without "
+                                  f"saving it (the last save in {out}, if any, is kept); lower --lr or check the corpus")
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
             opt.zero_grad(set_to_none=True)
@@ -483,6 +586,52 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
     last = np.mean(losses[-50:], axis=0) if losses else (float("nan"), float("nan"))
     return {"out": str(out), "step": step, "loss": float(last[0]), "strip_mse": float(last[1]),
             "seconds": round(time.time() - t0, 1), "episodes": data.n_episodes, "samples": int(len(data.target))}
+
+
+STATE_JSON = "training_state.json"
+
+
+def nonfinite_count(tensors) -> int:
+    """How many values of the floating-point ``tensors`` are NaN or infinite."""
+    import torch
+    return int(sum(int((~torch.isfinite(t)).sum()) for t in tensors if torch.is_tensor(t) and t.is_floating_point()))
+
+
+def read_training_state(out: str | Path) -> tuple[dict, dict]:
+    """(tensors, {"step", "numpy_rng"}) of the training state in ``out``; a damaged file is a
+    ``ConfigError`` that names it and says what to do."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+    out = Path(out)
+    fix = f"delete {out} (or its {STATE_FILE} and {STATE_JSON}) to start over, or train into another --out"
+    state_path = out / STATE_FILE
+    size = state_path.stat().st_size
+    try:
+        state = load_file(str(state_path))
+        with safe_open(str(state_path), "pt") as f:
+            inner = (f.metadata() or {}).get("training_state")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        why = "empty" if size == 0 else f"{size} bytes, {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+        raise ConfigError(f"{STATE_FILE} in {out} is damaged ({why}); {fix}") from None
+    if inner is not None:  # written with the tensors themselves: cannot disagree with them
+        text, where = inner, STATE_FILE
+    else:  # a state saved before the step moved into the safetensors
+        try:
+            text, where = (out / STATE_JSON).read_text(), STATE_JSON
+        except FileNotFoundError:
+            raise ConfigError(f"{STATE_JSON} is missing from {out} beside {STATE_FILE}; {fix}") from None
+    try:
+        meta = json.loads(text)
+        if not (isinstance(meta, dict) and isinstance(meta.get("step"), int) and meta["step"] >= 0
+                and isinstance(meta.get("numpy_rng"), dict)):
+            raise ValueError("no step or random state")
+    except (ValueError, UnicodeDecodeError) as e:
+        why = "empty" if not text.strip() else (e.msg if isinstance(e, json.JSONDecodeError) else str(e))
+        raise ConfigError(f"{where} in {out} is damaged ({why}); {fix}") from None
+    bad = nonfinite_count(state.values())
+    if bad:
+        raise ConfigError(f"{STATE_FILE} in {out} holds {bad} non-finite values (a diverged run); {fix}")
+    return state, meta
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -11,12 +11,15 @@ running overlay codec, so a model never reads an overlay drawn differently from 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from framepilot.errors import MissingModel
+from framepilot.atomic import atomic_write
+from framepilot.errors import FramepilotError, MissingModel
 from overlays import OVERLAY_VERSION
 
 METADATA_FILE = "framepilot.json"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
@@ -85,9 +88,7 @@ def write_metadata(folder: str | Path, *, layout: dict, fps: float, size: tuple[
             "size": list(size), "source_shape": list(source_shape) if source_shape else None, "games": list(games),
             "steps": steps, "training": config,
             "training_command": training_command(config)}
-    tmp = Path(folder) / (METADATA_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(Path(folder) / METADATA_FILE)
+    atomic_write(Path(folder) / METADATA_FILE, json.dumps(meta, indent=1))
 
 
 def read_metadata(folder: str | Path) -> dict:
@@ -97,8 +98,13 @@ def read_metadata(folder: str | Path) -> dict:
     except FileNotFoundError:
         raise MissingModel(f"{folder} is not a framepilot world model (no {METADATA_FILE}); pass a folder written by "
                            "python -m training.train") from None
-    except json.JSONDecodeError as e:
-        raise MissingModel(f"{folder / METADATA_FILE} is corrupt ({e.msg}); re-save the checkpoint") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = "empty" if not (folder / METADATA_FILE).read_bytes().strip() else getattr(e, "msg", str(e))
+        raise MissingModel(f"{folder / METADATA_FILE} is damaged ({why}); restore the checkpoint folder or "
+                           "retrain it with python -m training.train") from None
+    if not isinstance(meta, dict):
+        raise MissingModel(f"{folder / METADATA_FILE} is not a framepilot metadata object; restore the checkpoint "
+                           "folder or retrain it")
     if meta.get("overlay_version") != OVERLAY_VERSION:
         raise MissingModel(f"{folder} was trained on overlay version {meta.get('overlay_version')} but this framepilot "
                            f"draws version {OVERLAY_VERSION}; retrain it with python -m training.train")
@@ -107,11 +113,63 @@ def read_metadata(folder: str | Path) -> dict:
 
 def load(folder: str | Path):
     """(model, metadata) of the checkpoint folder ``folder``, model in eval mode on CPU."""
+    from safetensors import SafetensorError
+
     from worldmodel.model import FramepilotUNet
     meta = read_metadata(folder)
     try:
         model = FramepilotUNet.from_pretrained(str(folder))
-    except (OSError, ValueError, RuntimeError) as e:
-        raise MissingModel(f"could not load the world model in {folder} ({str(e).splitlines()[0]}); "
-                           "re-save or retrain it") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError, TypeError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise MissingModel(f"could not load the world model in {folder} ({first}); "
+                           "restore the checkpoint folder or retrain it") from None
+    check_weights(model, folder)
+    check_metadata(meta, model, folder)
     return model.eval(), meta
+
+
+def check_weights(model, folder: str | Path) -> None:
+    """Refuse a model with NaN or infinite weights (a diverged or damaged checkpoint)."""
+    import torch
+    bad, names = 0, []
+    for name, t in model.state_dict().items():
+        if t.is_floating_point():
+            n = int((~torch.isfinite(t)).sum())
+            if n:
+                bad += n
+                names.append(name)
+    if bad:
+        raise MissingModel(f"{Path(folder) / WEIGHTS_FILE} holds {bad} non-finite weights (in {len(names)} tensors, "
+                           f"first {names[0]}); the checkpoint is damaged or its training diverged: restore it or retrain")
+
+
+def check_metadata(meta: dict, model, folder: str | Path) -> None:
+    """Refuse a ``framepilot.json`` that disagrees with the weights it sits beside (size, strip rows,
+    fps, layout), naming the field, so a mismatch is one sentence instead of a tensor error later."""
+    from overlays import Layout
+    where = Path(folder) / METADATA_FILE
+    fix = "restore the checkpoint folder or retrain it"
+    try:
+        size = [int(v) for v in meta["size"]]
+        fps = float(meta["fps"])
+        layout = Layout.from_dict(meta["layout"], source=str(where))
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, FramepilotError):  # a LayoutError names the file already
+            raise
+        raise MissingModel(f"{where} lacks a valid {e if isinstance(e, KeyError) else 'size, fps or layout'} "
+                           f"field; {fix}") from None
+    weights = [int(v) for v in model.config.sample_size]
+    if size != weights:
+        raise MissingModel(f"{where} says size {size} but the weights in {folder} work at {weights}; {fix}")
+    if not (math.isfinite(fps) and 0 < fps <= 1000):
+        raise MissingModel(f"{where} says fps {meta['fps']}; it must be a positive number of frames per second; {fix}")
+    shape = meta.get("source_shape")
+    if shape:
+        try:
+            game_h = int(shape[0]) - layout.strip_height(int(shape[1]))
+            rows = round(game_h * size[0] / int(shape[0]))
+        except (TypeError, ValueError, IndexError, ZeroDivisionError):
+            raise MissingModel(f"{where} has a malformed source_shape {shape!r}; {fix}") from None
+        if rows != int(model.config.strip_rows):
+            raise MissingModel(f"{where} (layout {layout.name!r}, source_shape {shape}) puts the overlay strip at row "
+                               f"{rows} but the weights in {folder} have it at row {model.config.strip_rows}; {fix}")

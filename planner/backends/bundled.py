@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from framepilot.errors import ConfigError
+from framepilot.frames import resize_frames
 from overlays import Layout
 from planner.world_model import (
     Capabilities,
@@ -29,12 +30,17 @@ from planner.world_model import (
     frames_needed,
     resample_clip,
 )
-from framepilot.frames import resize_frames
+
 
 def resolve_checkpoint(model: str, layout_name: str = "arrows") -> Path:
     """The checkpoint folder for ``model``: ``bundled`` (the shipped one for ``layout_name``),
     ``bundled:NAME`` or a shipped name, or a checkpoint folder."""
-    from worldmodel.checkpoints import MissingModel, bundled_path, shipped, shipped_for_layout
+    from worldmodel.checkpoints import (
+        MissingModel,
+        bundled_path,
+        shipped,
+        shipped_for_layout,
+    )
     name = shipped_for_layout(layout_name) if model == "bundled" else \
         model.split(":", 1)[1] if model.startswith("bundled:") else model
     if name in shipped() or model.startswith("bundled:"):

@@ -28,8 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from framepilot.errors import ConfigError
-from planner.backends.loading import LTX_DISTILLED_TIMESTEPS, DiffusersConfig, load_pipeline
-from planner.backends.timing import PromptCache, StageTimer, seed_or_random, video_to_uint8
+from planner.backends.loading import (
+    LTX_DISTILLED_TIMESTEPS,
+    DiffusersConfig,
+    load_pipeline,
+)
+from planner.backends.timing import (
+    PromptCache,
+    StageTimer,
+    seed_or_random,
+    video_to_uint8,
+)
 from planner.world_model import (
     Capabilities,
     ContextClip,
@@ -134,7 +143,9 @@ class LTXSettings:
             keep = np.unique(np.round(np.linspace(0, len(LTX_DISTILLED_TIMESTEPS) - 1,
                                                   self.num_inference_steps)).astype(int))
             return [LTX_DISTILLED_TIMESTEPS[i] for i in keep]
-        from diffusers.pipelines.ltx.pipeline_ltx_condition import linear_quadratic_schedule
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import (
+            linear_quadratic_schedule,
+        )
 
         return (linear_quadratic_schedule(self.num_inference_steps) * 1000).tolist()
 
@@ -266,7 +277,10 @@ class LTXBackend(WorldModel):
     def _rollout(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,
                  goals: tuple[GoalFrame, ...], seed: int | None) -> Rollouts:
         import torch
-        from diffusers.pipelines.ltx.pipeline_ltx_condition import calculate_shift, rescale_noise_cfg
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import (
+            calculate_shift,
+            rescale_noise_cfg,
+        )
 
         pipe, s, device = self.pipe, self.settings, self.device
         transformer, vae = pipe.transformer, pipe.vae

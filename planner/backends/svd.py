@@ -13,8 +13,21 @@ import numpy as np
 
 from framepilot.errors import ConfigError
 from planner.backends.loading import DiffusersConfig, load_pipeline
-from planner.backends.timing import StageTimer, end_of_denoising, float_video_to_uint8, seed_or_random
-from planner.world_model import Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel, fit_frames, frames_needed
+from planner.backends.timing import (
+    StageTimer,
+    end_of_denoising,
+    float_video_to_uint8,
+    seed_or_random,
+)
+from planner.world_model import (
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    Rollouts,
+    WorldModel,
+    fit_frames,
+    frames_needed,
+)
 
 
 @dataclass

@@ -27,8 +27,12 @@ def tiny_t5_parts(d_model: int = 16):
 def tiny_ltx_pipeline(seed: int = 0, timestep_conditioning: bool = True):
     """LTXConditionPipeline with the real compression (32x spatial, 8x temporal) and tiny widths."""
     import torch
-    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXConditionPipeline,
-                           LTXVideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXVideoTransformer3DModel,
+    )
 
     torch.manual_seed(seed)
     text_encoder, tokenizer = tiny_t5_parts(16)
@@ -51,7 +55,12 @@ def tiny_ltx_pipeline(seed: int = 0, timestep_conditioning: bool = True):
 
 
 def tiny_clip_vision(image_size: int = 32, hidden: int = 16, projection: int | None = None):
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        CLIPVisionModelWithProjection,
+    )
 
     config = CLIPVisionConfig(hidden_size=hidden, projection_dim=projection or hidden, num_hidden_layers=2,
                               num_attention_heads=2, image_size=image_size, intermediate_size=32,
@@ -65,8 +74,12 @@ def tiny_clip_vision(image_size: int = 32, hidden: int = 16, projection: int | N
 def tiny_wan_pipeline(seed: int = 0, image_encoder: bool = True):
     """WanImageToVideoPipeline shaped like Wan2.1 FLF2V (CLIP image embeds of first and last frame)."""
     import torch
-    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
-                           WanTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
 
     torch.manual_seed(seed)
     text_encoder, tokenizer = tiny_t5_parts(16)
@@ -87,8 +100,12 @@ def tiny_wan_pipeline(seed: int = 0, image_encoder: bool = True):
 
 def tiny_svd_pipeline(seed: int = 0):
     import torch
-    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
-                           UNetSpatioTemporalConditionModel)
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
 
     torch.manual_seed(seed)
     unet = UNetSpatioTemporalConditionModel(

@@ -22,7 +22,13 @@ import numpy as np
 
 from framepilot.errors import ConfigError
 from planner.backends.loading import DiffusersConfig, load_pipeline
-from planner.backends.timing import PromptCache, StageTimer, end_of_denoising, float_video_to_uint8, seed_or_random
+from planner.backends.timing import (
+    PromptCache,
+    StageTimer,
+    end_of_denoising,
+    float_video_to_uint8,
+    seed_or_random,
+)
 from planner.world_model import (
     Capabilities,
     ContextClip,
