@@ -286,12 +286,12 @@ class WindowProcess:
     arrives (for ``sync`` driving); ``done`` tells when the episode has ended.
 
     Args:
-        game, seed, mode, scale, title, max_seconds: as ``WindowConfig``.
+        game, seed, mode, scale, title, max_seconds, stay: as ``WindowConfig``.
         position: (x, y) of the window on the screen (SDL_VIDEO_WINDOW_POS).
     """
 
     def __init__(self, game: str, seed: int = 0, mode: str = "sync", scale: int = 4, title: str = "",
-                 max_seconds: float | None = 120.0, position: tuple[int, int] = (100, 100)):
+                 max_seconds: float | None = 120.0, position: tuple[int, int] = (100, 100), stay: bool = False):
         import os
         import subprocess
         import threading
@@ -303,6 +303,8 @@ class WindowProcess:
                "--scale", str(scale), "--title", self.title]
         if max_seconds is not None:
             cmd += ["--max-seconds", str(max_seconds)]
+        if stay:
+            cmd += ["--stay"]
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
                                      cwd=root, preexec_fn=_die_with(os.getpid()))
