@@ -80,6 +80,15 @@ def _add_plan_options(p: argparse.ArgumentParser, d: PlanOptions) -> None:
     g.add_argument("--frame-steps", type=int, default=d.frame_steps, help="the bundled model's denoising steps for the "
                    "imagined game area; the overlay, where the action is read, takes --denoise-steps (default: 1)")
     g.add_argument("--vote", default=d.vote, choices=("joint", "per-key"), help="(default: %(default)s)")
+    g.add_argument("--plan", default=d.plan, choices=("vote", "search"), help="vote: read the overlay of sampled "
+                   "futures and vote; search: imagine candidate key sequences by overlay inpainting and act on the "
+                   "one closest to the goal image (--rollouts candidates; needs a goal) (default: %(default)s)")
+    g.add_argument("--search-horizon", type=int, default=d.search_horizon, help="with --plan search: frames each "
+                   "candidate is imagined for (default: %(default)s)")
+    g.add_argument("--search-rounds", type=int, default=d.search_rounds, help="with --plan search: cross-entropy "
+                   "refinement rounds (default: %(default)s)")
+    g.add_argument("--search-top-k", type=int, default=d.search_top_k, help="with --plan search: the first actions "
+                   "of this many best candidates vote (default: %(default)s)")
     g.add_argument("--goal-mode", default=d.goal_mode, choices=("vote", "best-of-n", "vote+best-of-n"),
                    help="how a goal image picks the action (default: %(default)s)")
     g.add_argument("--abstain-below", type=float, default=d.abstain_below, help="do nothing when fewer than this "

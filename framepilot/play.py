@@ -38,6 +38,10 @@ class PlanOptions:
     denoise_steps: int | None = None
     frame_steps: int | None = None
     vote: str = "joint"
+    plan: str = "vote"
+    search_horizon: int = 3
+    search_rounds: int = 0
+    search_top_k: int = 1
     goal_mode: str = "vote"
     abstain_below: float = 0.0
     seed: int = DEFAULT_SEED
@@ -58,6 +62,12 @@ class PlanOptions:
                               f"({c.decision_horizon} s)")
         if c.vote not in ("joint", "per-key"):
             raise ConfigError(f"--vote must be joint or per-key, got {c.vote!r}")
+        if c.plan not in ("vote", "search"):
+            raise ConfigError(f"--plan must be vote or search, got {c.plan!r}")
+        if c.plan == "search" and not c.goal and getattr(c, "game", None) not in (None, "reach-goal", "maze"):
+            raise ConfigError("--plan search ranks imagined futures against a goal image: pass --goal IMAGE")
+        if c.search_top_k > c.rollouts:
+            raise ConfigError(f"--search-top-k ({c.search_top_k}) must not exceed --rollouts ({c.rollouts})")
         if c.goal_mode != "vote" and not c.goal and getattr(c, "game", None) != "reach-goal":
             raise ConfigError(f"--goal-mode {c.goal_mode} needs a goal image: pass --goal IMAGE")
 
@@ -119,8 +129,14 @@ def make_model(c: PlanOptions, layout):
 
 def make_agent(c: PlanOptions, model, layout, prompt, goals):
     from planner import Agent, PlannerConfig
+    search = None
+    if c.plan == "search":
+        from planner.search import SearchConfig
+        search = SearchConfig(candidates=c.rollouts, horizon=c.search_horizon, rounds=c.search_rounds,
+                              elites=min(4, c.rollouts), top_k=c.search_top_k)
     cfg = PlannerConfig(rollouts=c.rollouts, decision_horizon=c.decision_horizon, rollout_length=c.rollout_length,
-                        vote=c.vote, abstain_below=c.abstain_below, goal_mode=c.goal_mode, seed=c.seed)
+                        vote=c.vote, abstain_below=c.abstain_below, goal_mode=c.goal_mode, seed=c.seed,
+                        plan=c.plan, search=search)
     return Agent(model, layout, cfg, prompt=prompt, goals=goals)
 
 

@@ -24,6 +24,8 @@ from overlays import Layout, read_overlay
 from planner.vote import GOAL_MODES, VOTE_MODES, Decision, choose, choose_with_goal
 from planner.world_model import ContextClip, GoalFrame, WorldModel
 
+PLANS = ("vote", "search")
+
 
 @dataclass
 class PlannerConfig:
@@ -40,6 +42,11 @@ class PlannerConfig:
         top_k: rollouts that vote in ``"vote+best-of-n"`` (default: the closer half).
         context_seconds: seconds of past frames given to the model.
         seed: base seed; decision k uses ``seed + k``. None: unseeded.
+        plan: ``"vote"`` (read the overlay of ``rollouts`` sampled futures and vote; today's planner)
+            or ``"search"`` (imagine candidate action sequences by overlay inpainting and act on the
+            one whose imagined future comes closest to the goal frame: ``planner.search``; needs a
+            goal frame and a model with ``overlay_inpainting``).
+        search: the search planner's settings (``planner.search.SearchConfig()`` when None).
     """
 
     rollouts: int = 8
@@ -51,8 +58,15 @@ class PlannerConfig:
     top_k: int | None = None
     context_seconds: float = 1.0
     seed: int | None = None
+    plan: str = "vote"
+    search: object = None
 
     def __post_init__(self):
+        if self.plan not in PLANS:
+            raise ConfigError(f"plan must be one of {', '.join(PLANS)}, got {self.plan!r}")
+        if self.plan == "search" and self.search is None:
+            from planner.search import SearchConfig
+            self.search = SearchConfig()
         if not (isinstance(self.rollouts, int) and self.rollouts >= 1):
             raise ConfigError(f"rollouts must be a whole number of at least 1, got {self.rollouts!r}")
         if not (isinstance(self.decision_horizon, (int, float)) and math.isfinite(self.decision_horizon)
@@ -112,6 +126,17 @@ class Agent:
                              "pass one or use goal_mode='vote'")
         # goals go to the model when it takes them; otherwise best-of-n uses them alone
         self.model_goals = self.goals if (cap.goal_frames or not self.config.uses_best_of_n) else ()
+        if self.config.plan == "search":
+            if not self.goals:
+                raise ConfigError("--plan search needs a goal frame to rank the imagined futures against: pass "
+                                  "--goal IMAGE (or play a game that gives one, such as reach-goal)")
+            if not cap.overlay_inpainting:
+                from planner.world_model import UnsupportedRequest
+                raise UnsupportedRequest(f"--plan search needs a model that inpaints overlays; {model.name} does "
+                                         "not: use --plan vote")
+            from planner.search import vocabulary
+            vocabulary(layout)  # a layout it cannot plan over is said now
+        self.last_search = None
         shape = self.goals[0].image.shape if self.goals else (16, 16, 3)
         probe = ContextClip(np.zeros((1, *shape), np.uint8), cap.native_fps)
         model.check_request(probe, self.config.rollouts, self.rollout_length(), self.prompt, self.model_goals)
@@ -146,6 +171,8 @@ class Agent:
         horizon = c.decision_horizon if horizon is None else horizon
         seed = None if c.seed is None else c.seed + self.decisions
         self.decisions += 1
+        if c.plan == "search":
+            return self._search(context, seed)
 
         # 1. imagine n futures in one batch
         t0 = time.perf_counter()
@@ -171,4 +198,14 @@ class Agent:
         decision.horizon = horizon
         decision.timings = {"model": t1 - t0, "read": t2 - t1, "vote": t3 - t2,
                             **{f"model.{k}": v for k, v in rollouts.timings.items()}}
+        return decision
+
+    def _search(self, context: ContextClip, seed: int | None) -> Decision:
+        from planner.search import search
+        from planner.world_model import Rollouts
+        goal = max(self.goals, key=lambda g: g.offset)
+        decision, result = search(self.model, self.layout, context, goal, self.config.search, self.prompt,
+                                  self.model_goals, seed)
+        self.last_search = result
+        self.last_rollouts = Rollouts(result.frames, self.model.capabilities.native_fps)
         return decision

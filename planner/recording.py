@@ -156,6 +156,8 @@ class RunRecorder:
             rec.update(action=decision.action.to_dict(), confidence=round(decision.confidence, 4),
                        votes=[v.to_dict() for v in decision.votes], chosen_index=decision.chosen_index,
                        abstained=decision.abstained, horizon=decision.horizon)
+            if getattr(decision, "search", None) is not None:  # the search planner: every candidate, scored
+                rec["search"] = decision.search
         else:
             rec.update(action=None, dropped=True)
         if success is not None:

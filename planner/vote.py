@@ -54,6 +54,8 @@ class Decision:
         timings: seconds per stage (``"model"``, ``"read"``, ``"vote"``, ... ; ``"model.<stage>"`` from
             the backend).
         horizon: seconds after the last context frame at which the overlay was read.
+        search: with ``plan="search"``, the candidates, their scores and the chosen one
+            (``planner.search.SearchResult.to_dict()``), else None.
     """
 
     action: Action
@@ -63,6 +65,7 @@ class Decision:
     abstained: bool = False
     timings: dict = field(default_factory=dict)
     horizon: float | None = None
+    search: dict | None = None
 
 
 def _identity(a: Action) -> tuple[frozenset, frozenset]:

@@ -31,6 +31,8 @@ class Capabilities:
             frame counts are ``temporal_compression * k + 1`` when it is above 1.
         resize: ``"pad"`` keeps the frame's pixels and pads; ``"resize"`` rescales to ``size``.
         size: ``(height, width)`` the backend works at, or None for any size.
+        overlay_inpainting: imagines the game area around given overlays (``model(..., actions=...)``:
+            "what happens if I hold left?"), the search planner's question.
     """
 
     text: bool = False
@@ -42,6 +44,7 @@ class Capabilities:
     temporal_compression: int = 1
     resize: str = "pad"
     size: tuple[int, int] | None = None
+    overlay_inpainting: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,8 @@ class WorldModel(ABC):
     name: str = "world-model"
 
     def __call__(self, context: ContextClip, n: int = 8, rollout_length: float = 0.1, prompt: str | None = None,
-                 goals: tuple[GoalFrame, ...] | list[GoalFrame] = (), seed: int | None = None) -> Rollouts:
+                 goals: tuple[GoalFrame, ...] | list[GoalFrame] = (), seed: int | None = None,
+                 actions=None, layout=None) -> Rollouts:
         """Imagine ``n`` futures of ``rollout_length`` seconds after the last context frame.
 
         Args:
@@ -249,12 +253,34 @@ class WorldModel(ABC):
             prompt: optional text prompt.
             goals: optional goal frames with offsets (seconds after the last context frame).
             seed: makes the rollouts repeatable.
+            actions: optional, ``n`` sequences of ``frames_needed(rollout_length, native_fps)``
+                ``overlays.Action``: each rollout's overlays are given (drawn with ``layout``) and the
+                model imagines the game area around them, frame after frame (needs
+                ``capabilities.overlay_inpainting``).
+            layout: the overlay layout to draw ``actions`` with.
         Returns:
             ``Rollouts`` with frames (n, F, H, W, 3) uint8 at the backend's fps, H, W as the context.
         """
         goals = tuple(goals)
         self.check_request(context, n, rollout_length, prompt, goals)
-        return self._rollout(context, n, rollout_length, prompt, goals, seed)
+        if actions is None:
+            return self._rollout(context, n, rollout_length, prompt, goals, seed)
+        if not self.capabilities.overlay_inpainting:
+            raise UnsupportedRequest(f"{self.name} cannot imagine given actions (no overlay inpainting): use "
+                                     "--plan vote, or a model that inpaints overlays such as the bundled one")
+        if layout is None:
+            raise UnsupportedRequest("imagining given actions needs the overlay layout to draw them with")
+        f = frames_needed(rollout_length, self.capabilities.native_fps, self.capabilities.temporal_compression)
+        actions = [list(a) for a in actions]
+        if len(actions) != n or any(len(a) != f for a in actions):
+            raise UnsupportedRequest(f"actions must be {n} sequences of {f} actions (one per imagined frame), got "
+                                     f"{[len(a) for a in actions]}")
+        return self._inpaint(context, actions, layout, rollout_length, prompt, goals, seed)
+
+    def _inpaint(self, context: ContextClip, actions: list[list], layout, rollout_length: float,
+                 prompt: str | None, goals: tuple[GoalFrame, ...], seed: int | None) -> Rollouts:
+        """Backends with ``overlay_inpainting`` imagine the futures of given actions here."""
+        raise UnsupportedRequest(f"{self.name} cannot imagine given actions (no overlay inpainting)")
 
     def check_request(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,
                       goals: tuple[GoalFrame, ...]) -> None:

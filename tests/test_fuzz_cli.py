@@ -43,6 +43,7 @@ PLAN = {
     "goal_offset": _between(0, 60, True), "rollouts": _between(1, 1024), "decision_horizon": _between(0, 10, True),
     "rollout_length": _between(0.1, 60), "denoise_steps": _between(1, 1000), "frame_steps": _between(1, 1000),
     "abstain_below": _between(0, 1), "seed": _between(0, 2 ** 32 - 1), "max_steps": _between(1, 1e9),
+    "search_horizon": _between(1, 64), "search_rounds": _between(0, 16), "search_top_k": _between(1, 8),  # <= --rollouts
 }
 #: the values each numeric option accepts (anything else must be refused)
 VALID = {

@@ -75,18 +75,25 @@ def episode_inputs(env, info: dict, layout, goal_offset: float):
 
 
 def play_agent(env, model, layout, seed: int, rollouts: int, denoise_seed: int, goal_offset: float = 0.1,
-               prompt_override: str | None = None, on_step=None):
-    """One episode of the planning agent; returns (success, steps, latencies, info)."""
+               prompt_override: str | None = None, on_step=None, plan: str = "vote", search=None):
+    """One episode of the planning agent; returns (success, steps, latencies, info). ``plan="search"``:
+    ``rollouts`` candidates per round (``search``: a ``SearchConfig`` for the rest)."""
     from planner.agent import Agent, PlannerConfig
     from planner.loop import run_episode_sync
     obs, info = env.reset(seed=seed)
     prompt, goals = episode_inputs(env, info, layout, goal_offset)
     if prompt_override is not None:
         prompt = prompt_override
-    agent = Agent(model, layout, PlannerConfig(rollouts=rollouts, seed=denoise_seed), prompt=prompt, goals=goals)
+    if plan == "search":
+        import dataclasses
+
+        from planner.search import SearchConfig
+        search = dataclasses.replace(search or SearchConfig(), candidates=rollouts)
+    agent = Agent(model, layout, PlannerConfig(rollouts=rollouts, seed=denoise_seed, plan=plan, search=search),
+                  prompt=prompt, goals=goals)
     first_info = info
     res = run_episode_sync(env, agent, layout, obs=obs, on_step=on_step)
-    lat = [sum(d.timings.get(k, 0.0) for k in ("model", "read", "vote")) for d in res.decisions]
+    lat = [sum(d.timings.get(k, 0.0) for k in ("model", "read", "vote", "score")) for d in res.decisions]
     return bool(res.success), res.steps, lat, first_info, env.unwrapped if hasattr(env, "unwrapped") else env
 
 

@@ -268,6 +268,51 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
                            scheduler).expand(b, -1, -1, -1)
         return torch.cat([game[..., :rows, :], strip], -2)
 
+    @torch.no_grad()
+    def inpaint(self, context: torch.Tensor, strip: torch.Tensor, text: torch.Tensor | None = None,
+                goal: torch.Tensor | None = None, steps: int = 4, generator: torch.Generator | None = None,
+                scheduler: EDMEulerScheduler | None = None) -> torch.Tensor:
+        """The next frame given its overlay strip: (B, K, 3, H, W) context and (B, 3, H - strip_rows, W)
+        clean strip in [-1, 1] -> (B, 3, H, W), the game area imagined around the given strip.
+
+        Overlay inpainting by replacement (as RePaint, without resampling): at every Euler step the
+        strip rows of the noisy frame are set to the given strip plus noise of that step's level, so
+        the UNet, which denoises the whole frame and was trained on frames whose strip shows the keys
+        held, imagines the game area that goes with those keys. The strip of the result is the given
+        one. Nothing is trained for this: it is the same next-frame video model.
+        """
+        scheduler = scheduler or make_scheduler()
+        b, _, c, h, w = context.shape
+        rows = self.config.strip_rows
+        x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
+        noise = torch.randn((b, c, h - rows, w), generator=generator, device=context.device, dtype=context.dtype)
+        cond = self.conditions(context, text, goal, None, x)
+        scheduler.set_timesteps(steps, device=x.device)
+        scheduler.is_scale_input_called = True
+        x = x * scheduler.sigmas[0].to(x.dtype)
+        for t in scheduler.timesteps:
+            sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else 0].to(x.dtype)
+            x = torch.cat([x[..., :rows, :], strip + sigma * noise], -2)
+            denoised = self.denoise_unet(x, sigma.expand(b), cond)
+            x = scheduler.step(denoised, t, x, pred_original_sample=denoised).prev_sample
+        return torch.cat([x[..., :rows, :].clamp(-1, 1), strip], -2)
+
+    @torch.no_grad()
+    def sample_strip(self, context: torch.Tensor, text: torch.Tensor | None = None, goal: torch.Tensor | None = None,
+                     steps: int = 3, generator: torch.Generator | None = None,
+                     scheduler: EDMEulerScheduler | None = None) -> torch.Tensor:
+        """The next frame's overlay strip alone, (B, 3, H - strip_rows, W): the model's prior over
+        what the player does next (needs ``strip_head``)."""
+        if not self.config.strip_head:
+            raise ValueError("sample_strip needs a model with strip_head")
+        scheduler = scheduler or make_scheduler()
+        b, _, c, h, w = context.shape
+        rows = self.config.strip_rows
+        x = torch.randn((b, c, h - rows, w), generator=generator, device=context.device, dtype=context.dtype)
+        cond = self.conditions(context, text, goal, None, torch.zeros((b, c, h, w), dtype=context.dtype,
+                                                                        device=context.device))
+        return self._euler(lambda xt, sig: self.denoise_strip(xt, sig, cond), x, steps, scheduler)
+
     @staticmethod
     def _euler(denoise, x: torch.Tensor, steps: int, scheduler: EDMEulerScheduler) -> torch.Tensor:
         """EDM Euler from unit noise ``x`` (scaled here to the first sigma) in ``steps`` steps of

@@ -72,12 +72,18 @@ class BundledWorldModel(WorldModel):
             read. N rollouts then cost one UNet pass instead of N, and the actions read are those of
             the unshared model up to float rounding. The rollouts' first frames then show the same
             game area. False: every rollout imagines its own.
+        coherent: each rollout samples its own overlay strip first (the model's prior over what the
+            player does next) and then imagines the game area around it (``FramepilotUNet.inpaint``), so
+            a rollout's game area is the consequence of its own overlay, frame after frame. N
+            rollouts then cost N UNet passes per frame (``share_first_frame`` does not apply).
+        inpaint_steps: Euler steps of a game area imagined around a given strip (coherent rollouts and
+            ``model(..., actions=...)``); fewer than 3 lose the strip's information in the noise.
     """
 
     name = "framepilot-bundled"
 
     def __init__(self, model: str = "arrows", denoise_steps: int = 3, device: str = "cpu", frame_steps: int | None = 1,
-                 share_first_frame: bool = True):
+                 share_first_frame: bool = True, coherent: bool = False, inpaint_steps: int = 4):
         import torch
 
         from worldmodel.checkpoints import load
@@ -93,12 +99,20 @@ class BundledWorldModel(WorldModel):
         self.denoise_steps = denoise_steps
         self.frame_steps = denoise_steps if frame_steps is None else frame_steps
         self.share_first_frame = bool(share_first_frame)
+        if inpaint_steps < 1:
+            raise ConfigError(f"inpaint_steps must be at least 1, got {inpaint_steps}")
+        if coherent and not self.net.config.strip_head:
+            raise ConfigError(f"{self.path.name} has no strip denoiser, so it cannot sample coherent rollouts")
+        self.coherent = bool(coherent)
+        self.inpaint_steps = int(inpaint_steps)
+        self._strips: dict = {}
         self.scheduler = make_scheduler()
         self.layout = Layout.from_dict(self.meta["layout"])
         self.size = tuple(self.meta["size"])
         self.k = int(self.net.config.context_frames)
         self.capabilities = Capabilities(text=True, goal_frames=True, max_goals=1, prefix_video=self.k > 1,
-                                         native_fps=float(self.meta["fps"]), resize="resize", size=self.size)
+                                         native_fps=float(self.meta["fps"]), resize="resize", size=self.size,
+                                         overlay_inpainting=True)
         self._text = None
         self.name = f"framepilot-bundled:{self.path.name}"
 
@@ -131,10 +145,9 @@ class BundledWorldModel(WorldModel):
         import torch
         return torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).movedim(-1, -3).float() / 127.5 - 1.0
 
-    def _rollout(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,
-                 goals: tuple[GoalFrame, ...], seed: int | None) -> Rollouts:
+    def _inputs(self, context: ContextClip, n: int, prompt: str | None, goals: tuple[GoalFrame, ...], seed):
+        """What a rollout starts from: (context (n, K, 3, H, W), text, goal, generator, undo)."""
         import torch
-        t0 = time.perf_counter()
         fps = self.capabilities.native_fps
         clip = resample_clip(context.frames, context.fps, fps)[-self.k:]
         if len(clip) < self.k:
@@ -152,17 +165,86 @@ class BundledWorldModel(WorldModel):
             goal = self._to_unit(g).expand(n, -1, -1, -1).contiguous()
         gen = torch.Generator(device=self.device)
         gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2 ** 63)))
+        return ctx, text, goal, gen, undo
+
+    def _frames(self, out: list, undo) -> np.ndarray:
+        import torch
+        frames = ((torch.stack(out, 1).movedim(-3, -1) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+        return undo(frames)
+
+    def _rollout(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,
+                 goals: tuple[GoalFrame, ...], seed: int | None) -> Rollouts:
+        import torch
+        t0 = time.perf_counter()
+        fps = self.capabilities.native_fps
+        ctx, text, goal, gen, undo = self._inputs(context, n, prompt, goals, seed)
         t1 = time.perf_counter()
         out = []
         with torch.inference_mode():
             for f in range(frames_needed(rollout_length, fps)):
-                # the first frame's conditions are the same for every rollout (one context, prompt, goal)
-                x = self.net.sample(ctx, text, goal, steps=self.denoise_steps, generator=gen, scheduler=self.scheduler,
-                                    frame_steps=self.frame_steps, shared=self.share_first_frame and f == 0)
+                if self.coherent:  # the rollout's own overlay first, then the game area that goes with it
+                    strip = self.net.sample_strip(ctx, text, goal, steps=self.denoise_steps, generator=gen,
+                                                  scheduler=self.scheduler)
+                    strip = self._snap(strip, context.frames.shape[1:])
+                    x = self.net.inpaint(ctx, strip, text, goal, steps=self.inpaint_steps, generator=gen,
+                                         scheduler=self.scheduler)
+                else:
+                    # the first frame's conditions are the same for every rollout (one context, prompt, goal)
+                    x = self.net.sample(ctx, text, goal, steps=self.denoise_steps, generator=gen,
+                                        scheduler=self.scheduler, frame_steps=self.frame_steps,
+                                        shared=self.share_first_frame and f == 0)
                 out.append(x)
                 ctx = torch.cat([ctx[:, 1:], x[:, None]], 1)
         t2 = time.perf_counter()
-        frames = ((torch.stack(out, 1).movedim(-3, -1) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
-        frames = undo(frames)
+        frames = self._frames(out, undo)
         t3 = time.perf_counter()
         return Rollouts(frames=frames, fps=fps, timings={"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2})
+
+    def _strip_of(self, action, layout, frame_shape: tuple[int, int, int]):
+        """The overlay strip of ``action`` as the network sees it: drawn on a frame of the context's size,
+        then resized to the model's, as the corpus was (cached per action)."""
+        key = (action.keys, action.buttons, action.mouse, frame_shape)
+        if key not in self._strips:
+            from overlays import render_overlay
+            h, w, _ = frame_shape
+            blank = np.zeros((h - layout.strip_height(w), w, 3), np.uint8)
+            framed = resize_frames(render_overlay(blank, action, layout)[None], self.size)
+            self._strips[key] = self._to_unit(framed)[0, :, self.net.config.strip_rows:, :]
+        return self._strips[key]
+
+    def _snap(self, strip, frame_shape: tuple[int, int, int]):
+        """Sampled strips redrawn as the codec draws the action read from them (read at the context's
+        size, as the agent reads), so the game area is imagined around exactly the action the agent
+        will read from this rollout."""
+        import torch
+
+        from overlays import read_overlay
+        rows = self.net.config.strip_rows
+        game = torch.zeros((strip.shape[0], 3, rows, strip.shape[-1]), dtype=strip.dtype, device=strip.device)
+        frames = self._frames([torch.cat([game, strip], -2)], lambda f: f)[:, 0]
+        h, w, _ = frame_shape
+        big = resize_frames(frames, (h, w))
+        return torch.stack([self._strip_of(read_overlay(f, self.layout).action, self.layout, frame_shape)
+                            for f in big])
+
+    def _inpaint(self, context: ContextClip, actions: list[list], layout, rollout_length: float,
+                 prompt: str | None, goals: tuple[GoalFrame, ...], seed: int | None) -> Rollouts:
+        import torch
+        self.check_layout(layout)
+        t0 = time.perf_counter()
+        n = len(actions)
+        ctx, text, goal, gen, undo = self._inputs(context, n, prompt, goals, seed)
+        t1 = time.perf_counter()
+        out = []
+        with torch.inference_mode():
+            for f in range(len(actions[0])):
+                strip = torch.stack([self._strip_of(a[f], layout, context.frames.shape[1:]) for a in actions])
+                x = self.net.inpaint(ctx, strip, text, goal, steps=self.inpaint_steps, generator=gen,
+                                     scheduler=self.scheduler)
+                out.append(x)
+                ctx = torch.cat([ctx[:, 1:], x[:, None]], 1)  # each frame follows from the imagined ones before it
+        t2 = time.perf_counter()
+        frames = self._frames(out, undo)
+        t3 = time.perf_counter()
+        return Rollouts(frames=frames, fps=self.capabilities.native_fps,
+                        timings={"encode": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2})

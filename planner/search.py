@@ -1,0 +1,198 @@
+"""The search planner: imagine candidate action sequences by overlay inpainting, rank the imagined
+futures against the goal frame, act on the best, replan every step.
+
+The video model takes no action input and is never trained to act. It is asked "what happens if I
+hold left, then up?" by drawing those keys into the future frames' overlay strips and letting it
+imagine the rest of each frame (``WorldModel(..., actions=...)``, which needs
+``Capabilities.overlay_inpainting``). Each candidate is one such rollout of ``horizon`` frames,
+each frame conditioned on the imagined frames before it.
+
+- Candidates: sequences over the layout's vocabulary (no-op and each key alone). With ``candidates``
+  at least the vocabulary size, every first action is tried at least once; the rest of each
+  sequence is drawn at random (seeded), or, after the first round, around the best sequences
+  (cross-entropy method: ``rounds`` refinement rounds resample from the elites' per-step action
+  frequencies).
+- Score: the goal distance (lower is better) of each imagined frame up to the goal's offset,
+  ``goal_distance`` (a wide blur, relative to the current frame's distance). A candidate's
+  score is its best frame's distance plus ``step_cost`` per frame taken to get there (sooner is
+  better).
+- Choice: the first action of the best candidate, or with ``top_k > 1`` the most common first
+  action among the ``top_k`` best (ties: the better score). The decision's ``confidence`` is the
+  share of candidates that began with the chosen action; ``Decision.search`` lists every
+  candidate, its score and the chosen one (written to ``decisions.jsonl``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from framepilot.errors import ConfigError, UnsupportedRequest
+from overlays import NOOP, Action, Layout
+from planner.vote import Decision
+from planner.world_model import ContextClip, GoalFrame, WorldModel, decision_index, frames_needed
+
+
+@dataclass
+class SearchConfig:
+    """Args:
+        candidates: action sequences imagined per round (one batch).
+        horizon: frames each sequence is imagined for (its length).
+        rounds: cross-entropy refinement rounds after the first (0: none).
+        elites: sequences kept per round to resample around.
+        top_k: first actions of the ``top_k`` best candidates vote (1: the best one decides).
+        step_cost: added to a candidate's score per frame before its best frame.
+    """
+
+    candidates: int = 16
+    horizon: int = 3
+    rounds: int = 0
+    elites: int = 4
+    top_k: int = 1
+    step_cost: float = 0.01
+
+    def __post_init__(self):
+        for name, lo in (("candidates", 1), ("horizon", 1), ("rounds", 0), ("elites", 1), ("top_k", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ConfigError(f"search {name} must be a whole number of at least {lo}, got {v!r}")
+        if self.top_k > self.candidates or self.elites > self.candidates:
+            raise ConfigError(f"search top_k ({self.top_k}) and elites ({self.elites}) must not exceed candidates "
+                              f"({self.candidates})")
+        if not (np.isfinite(self.step_cost) and self.step_cost >= 0):
+            raise ConfigError(f"search step_cost must be zero or positive, got {self.step_cost}")
+
+
+def vocabulary(layout: Layout) -> list[Action]:
+    """What a candidate may do in one frame: nothing, or hold one of the layout's keys."""
+    if layout.has_mouse or not layout.keys:
+        raise UnsupportedRequest(f"the search planner plans over keys; layout {layout.name!r} has a mouse: use "
+                                 "--plan vote")
+    return [NOOP, *(Action(keys={k}) for k in layout.keys)]
+
+
+BLUR = 1 / 3  # the blur's standard deviation, as a fraction of the frame width
+
+
+def _box(x: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Mean over a window of 2r+1 along ``axis`` (edges repeated)."""
+    if r < 1:
+        return x
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r + 1, r)
+    c = np.cumsum(np.pad(x, pad, mode="edge"), axis=axis, dtype=np.float64)
+    n = x.shape[axis]
+    hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+    lo = np.take(c, np.arange(0, n), axis=axis)
+    return ((hi - lo) / (2 * r + 1)).astype(np.float32)
+
+
+def blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-like blur of (..., H, W, C) images: three box passes per axis (standard deviation ~``sigma``)."""
+    r = max(0, int(round((np.sqrt(4 * sigma ** 2 + 1) - 1) / 2)))  # 3 boxes of 2r+1 give sigma^2 = r(r+1)
+    for axis in (-3, -2):
+        for _ in range(3):
+            x = _box(x, r, axis)
+    return x
+
+
+def goal_distance(frames: np.ndarray, goal: np.ndarray, layout: Layout, now: np.ndarray | None = None) -> np.ndarray:
+    """(n,) distances of (n, H, W, 3) frames to the (H, W, 3) goal; lower is closer, 0 is the goal.
+
+    The mean squared difference of the game areas (the overlay strip left out) after a wide blur
+    (standard deviation ``BLUR`` of the frame width, on 4x4 block means), divided by that of the
+    current frame ``now`` when given (now scores 1). A wide blur of a small object overlaps the
+    goal's from anywhere on the frame, so the distance falls with every step toward the goal and is
+    0 on it: it tolerates the model's blur and says "closer" from afar, where a pixel distance is
+    flat until the object reaches the goal. It also does not reward an object that vanished (an
+    imagined marker blurred away), which a pixel distance rates as halfway there: a vanished object
+    overlaps nothing, and scores about as badly as not moving.
+    """
+    H, W = frames.shape[1:3]
+    rows = H - layout.strip_height(W)
+    f = max(1, min(4, rows, W))
+    rows -= rows % f
+    pool = lambda x: x[:, :rows, :W - W % f].reshape(x.shape[0], rows // f, f, (W - W % f) // f, f, 3).mean(axis=(2, 4))  # noqa: E731
+    sigma = BLUR * W / f
+    a = blur(pool(frames.astype(np.float32)), sigma)
+    b = blur(pool(goal[None].astype(np.float32)), sigma)
+    d = ((a - b) ** 2).mean(axis=(1, 2, 3))
+    if now is not None:
+        d = d / max(float(((blur(pool(now[None].astype(np.float32)), sigma) - b) ** 2).mean()), 1e-9)
+    return d
+
+
+@dataclass
+class SearchResult:
+    """The candidates of one decision (for recordings): their actions, scores, and the chosen one."""
+
+    candidates: list[list[Action]]
+    scores: list[float]
+    best_frame: list[int]
+    chosen: int
+    rounds: int = 1
+    frames: np.ndarray | None = field(default=None, repr=False)  # (n, F, H, W, 3) of the last round
+
+    def to_dict(self) -> dict:
+        return {"candidates": [[a.to_dict() for a in c] for c in self.candidates],
+                "scores": [round(s, 6) for s in self.scores], "best_frame": self.best_frame,
+                "chosen": self.chosen, "rounds": self.rounds}
+
+
+def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFrame, cfg: SearchConfig,
+           prompt: str | None = None, model_goals: tuple[GoalFrame, ...] = (), seed: int | None = None
+           ) -> tuple[Decision, SearchResult]:
+    """One search decision: ``(Decision, SearchResult)``."""
+    vocab = vocabulary(layout)
+    fps = model.capabilities.native_fps
+    length = cfg.horizon / fps
+    h = frames_needed(length, fps, model.capabilities.temporal_compression)
+    upto = min(h, decision_index(goal.offset, fps) + 1) if goal.offset > length else h
+    rng = np.random.default_rng(seed)
+    probs = np.full((h, len(vocab)), 1.0 / len(vocab))
+    timings = {"model": 0.0, "score": 0.0}
+    best = None
+    for r in range(cfg.rounds + 1):
+        idx = np.stack([rng.choice(len(vocab), size=cfg.candidates, p=probs[t]) for t in range(h)], 1)
+        if r == 0:  # every first action at least once
+            idx[:min(cfg.candidates, len(vocab)), 0] = np.arange(min(cfg.candidates, len(vocab)))
+        seqs = [[vocab[i] for i in row] for row in idx]
+        t0 = time.perf_counter()
+        rollouts = model(context, n=cfg.candidates, rollout_length=length, prompt=prompt, goals=model_goals,
+                         seed=None if seed is None else seed + 7919 * r, actions=seqs, layout=layout)
+        t1 = time.perf_counter()
+        frames = rollouts.frames[:, :upto]
+        n, f = frames.shape[:2]
+        d = goal_distance(frames.reshape(n * f, *frames.shape[2:]), goal.image, layout,
+                          now=context.frames[-1]).reshape(n, f)
+        d = d + cfg.step_cost * np.arange(f)[None]
+        scores, best_frame = d.min(axis=1), d.argmin(axis=1)
+        timings["model"] += t1 - t0
+        timings["score"] += time.perf_counter() - t1
+        for k, v in rollouts.timings.items():
+            timings[f"model.{k}"] = timings.get(f"model.{k}", 0.0) + v
+        result = SearchResult([list(s) for s in seqs], [float(s) for s in scores], [int(b) for b in best_frame],
+                              int(np.argmin(scores)), rounds=r + 1, frames=rollouts.frames)
+        if best is None or min(result.scores) <= min(best.scores):
+            best = result
+        if r < cfg.rounds:  # resample around the elites
+            elite = np.argsort(scores)[:cfg.elites]
+            counts = np.stack([np.bincount(idx[elite, t], minlength=len(vocab)) for t in range(h)]).astype(float)
+            probs = (counts + 0.1) / (counts + 0.1).sum(axis=1, keepdims=True)
+    order = np.argsort(best.scores)
+    if cfg.top_k == 1:
+        chosen = int(order[0])
+    else:
+        firsts = [best.candidates[i][0] for i in order[:cfg.top_k]]
+        keys = [(a.keys, a.buttons) for a in firsts]
+        top = max(set(keys), key=lambda k: (keys.count(k), -keys.index(k)))
+        chosen = int(order[keys.index(top)])
+    best.chosen = chosen
+    action = best.candidates[chosen][0]
+    firsts = [c[0] for c in best.candidates]
+    agree = sum(a.keys == action.keys for a in firsts) / len(firsts)
+    decision = Decision(action=action, confidence=agree, votes=firsts, chosen_index=chosen, timings=timings,
+                        horizon=1.0 / fps, search=best.to_dict())
+    return decision, best

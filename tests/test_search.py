@@ -1,0 +1,157 @@
+"""Planning by imagination: overlay inpainting in the shipped model (the imagined game area follows the
+keys drawn into the overlay), the search planner's plumbing and choice (with a perfect simulator as
+the world model, and with the shipped model), the distance it ranks futures by, and its refusals."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import games
+from framepilot.errors import ConfigError, UnsupportedRequest
+from games.grid import CELL, MARKER
+from games.heldout import EVAL_SEEDS
+from overlays import NOOP, Action, Layout, read_overlay, render_overlay
+from planner import Agent, Capabilities, ContextClip, GoalFrame, PlannerConfig, Rollouts, WorldModel, run_episode_sync
+from planner.search import SearchConfig, goal_distance, search
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+ARROWS = Layout.preset("arrows")
+DIRS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+def marker_at(frame: np.ndarray) -> np.ndarray | None:
+    """The marker's centre (x, y) in pixels, measured with the game's own colour; None if not seen."""
+    g = frame[:frame.shape[0] - ARROWS.strip_height(frame.shape[1])].astype(np.float32)
+    w = np.clip(1 - np.linalg.norm(g - np.array(MARKER, np.float32), axis=-1) / 60.0, 0, None)
+    if w.sum() < 1:
+        return None
+    ys, xs = np.mgrid[0:g.shape[0], 0:g.shape[1]]
+    return np.array([(w * xs).sum() / w.sum(), (w * ys).sum() / w.sum()])
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from planner.backends.bundled import BundledWorldModel
+    return BundledWorldModel("arrows")
+
+
+def test_the_imagined_move_follows_the_key_drawn_into_the_overlay(shipped):
+    """Held-out states of ``reach``; each arrow key drawn into the next frame's overlay; the marker in
+    the imagined game area (measured by its colour) must move that way in at least 95% of the cases
+    where the real game moves it (against a wall the real marker stays, and those are not counted)."""
+    agree = moved = 0
+    for seed in EVAL_SEEDS[:12]:
+        env = games.make("reach")
+        obs, _ = env.reset(seed=seed)
+        now = render_overlay(obs, NOOP, ARROWS)
+        acts = [[Action(keys={k})] for k in DIRS]
+        r = shipped(ContextClip(now[None], 10.0), n=4, rollout_length=0.1, seed=seed, actions=acts, layout=ARROWS)
+        for (key, (dx, dy)), frames in zip(DIRS.items(), r.frames):
+            real = copy.deepcopy(env)
+            after, *_ = real.step(Action(keys={key}))
+            if np.array_equal(after, obs):
+                continue  # against a wall
+            moved += 1
+            a, b = marker_at(now), marker_at(frames[0])
+            if a is None or b is None:
+                continue
+            d = b - a
+            agree += bool(abs(d[0] - dx * CELL) < CELL / 2 and abs(d[1] - dy * CELL) < CELL / 2)
+            assert read_overlay(frames[0], ARROWS).action.keys == {key}  # the given overlay is kept
+    assert moved >= 35 and agree >= 0.95 * moved, f"the imagined move followed the given key in {agree} of {moved}"
+
+
+def test_a_backend_without_overlay_inpainting_refuses_given_actions():
+    class Plain(WorldModel):
+        capabilities = Capabilities(native_fps=10.0)
+
+        def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+            return Rollouts(np.repeat(context.frames[-1][None, None], n, 0), 10.0)
+
+    clip = ContextClip(np.zeros((1, 160, 128, 3), np.uint8), 10.0)
+    with pytest.raises(UnsupportedRequest, match="cannot imagine given actions"):
+        Plain()(clip, n=1, actions=[[NOOP]], layout=ARROWS)
+    goal = GoalFrame(np.zeros((160, 128, 3), np.uint8), 0.1)
+    with pytest.raises(UnsupportedRequest, match="inpaints overlays"):
+        Agent(Plain(), ARROWS, PlannerConfig(plan="search"), goals=(goal,))
+    with pytest.raises(ConfigError, match="needs a goal frame"):
+        Agent(Plain(), ARROWS, PlannerConfig(plan="search"))
+
+
+def test_given_actions_must_cover_every_imagined_frame(shipped):
+    clip = ContextClip(np.zeros((1, 160, 128, 3), np.uint8), 10.0)
+    with pytest.raises(UnsupportedRequest, match="2 sequences of 3 actions"):
+        shipped(clip, n=2, rollout_length=0.3, actions=[[NOOP], [NOOP]], layout=ARROWS)
+
+
+class Simulator(WorldModel):
+    """A perfect world model for the search planner's logic: it plays the given actions in a copy of
+    the live game (privileged, a test double) and returns the real frames."""
+
+    name = "simulator"
+    capabilities = Capabilities(native_fps=10.0, goal_frames=True, max_goals=1, overlay_inpainting=True)
+
+    def __init__(self, env):
+        self.env = env
+
+    def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+        raise AssertionError("the search planner only asks for given actions")
+
+    def _inpaint(self, context, actions, layout, rollout_length, prompt, goals, seed):
+        out = []
+        for seq in actions:
+            sim, frames, done = copy.deepcopy(self.env), [], False
+            for a in seq:
+                if not done:  # after the episode ends the frame stays as it is
+                    obs, _, term, trunc, _ = sim.step(a)
+                    done = term or trunc
+                frames.append(render_overlay(obs, a, layout))
+            out.append(frames)
+        return Rollouts(np.asarray(out, np.uint8), 10.0)
+
+
+def test_search_with_a_perfect_model_reaches_the_goal_image():
+    """With a world model that imagines exactly, the planner's ranking by ``goal_distance`` must bring
+    the marker to the goal cell (shown only as an image) on every held-out ``reach-goal`` episode."""
+    wins = []
+    for seed in EVAL_SEEDS[:10]:
+        env = games.make("reach-goal")
+        obs, info = env.reset(seed=seed)
+        goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), 0.3)
+        agent = Agent(Simulator(env), ARROWS, PlannerConfig(plan="search", search=SearchConfig(candidates=16, horizon=3),
+                                                            seed=seed), goals=(goal,))
+        wins.append(run_episode_sync(env, agent, ARROWS, obs=obs).success)
+    assert all(wins), wins
+
+
+def test_search_records_every_candidate_and_its_score():
+    env = games.make("reach-goal")
+    obs, info = env.reset(seed=EVAL_SEEDS[0])
+    goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), 0.3)
+    d, r = search(Simulator(env), ARROWS, ContextClip(render_overlay(obs, NOOP, ARROWS)[None], 10.0), goal,
+                  SearchConfig(candidates=8, horizon=2), seed=0)
+    assert len(d.search["candidates"]) == 8 and len(d.search["scores"]) == 8
+    assert d.search["chosen"] == int(np.argmin(d.search["scores"]))
+    firsts = {tuple(sorted(c[0]["keys"])) for c in d.search["candidates"]}
+    assert firsts >= {(), ("left",), ("right",), ("up",), ("down",), ("space",)}  # every first action tried
+    assert d.action.keys == set(d.search["candidates"][d.search["chosen"]][0]["keys"])
+
+
+def test_goal_distance_prefers_nearer_and_does_not_reward_a_vanished_marker():
+    env = games.make("reach-goal")
+    obs, info = env.reset(seed=EVAL_SEEDS[3])
+    now = render_overlay(obs, NOOP, ARROWS)
+    goal = render_overlay(info["goal_frame"], NOOP, ARROWS)
+    (mx, my), (tx, ty) = info["state"]["marker"], info["state"]["target"]
+    step = ("right" if tx > mx else "left") if tx != mx else ("down" if ty > my else "up")
+    nearer = render_overlay(copy.deepcopy(env).step(Action(keys={step}))[0], NOOP, ARROWS)
+    vanished = now.copy()
+    rows = now.shape[0] - ARROWS.strip_height(now.shape[1])
+    bg = np.median(now[:rows].reshape(-1, 3), axis=0).astype(np.uint8)
+    vanished[:rows][np.linalg.norm(now[:rows].astype(float) - MARKER, axis=-1) < 60] = bg
+    d = goal_distance(np.stack([goal, nearer, now, vanished]), goal, ARROWS, now=now)
+    assert d[0] < d[1] < d[2], d
+    assert d[3] > d[1], f"a frame with the marker gone scored {d[3]:.1f}, better than one step closer {d[1]:.1f}"
