@@ -53,7 +53,16 @@ import hashlib
 
 import numpy as np
 
-from games.grid import ARROWS, CELL, GRID, MOVES, Cell, GridGame, distances_to, draw_marker, manhattan
+from games.grid import (
+    CELL,
+    GRID,
+    MOVES,
+    Cell,
+    GridGame,
+    distances_to,
+    draw_marker,
+    manhattan,
+)
 from games.heldout import HELDOUT_GOAL_CELLS
 from games.pixels import fill_rect
 from overlays.action import NOOP, Action

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import games
 from games import heldout
 from games.demonstrators import random_action
 from games.grid import CELL, MARKER, distances_to, manhattan
-from games.maze import (MAX_PATH, MIN_DETOUR, MIN_PATH, WALL, MazeEnv, free_moves, greedy_action, layout_split,
-                        oracle_action)
+from games.maze import (
+    MAX_PATH,
+    MIN_DETOUR,
+    MIN_PATH,
+    WALL,
+    MazeEnv,
+    free_moves,
+    greedy_action,
+    layout_split,
+    oracle_action,
+)
 from overlays import NOOP, Action
 
 EVAL = list(heldout.EVAL_SEEDS[:100])
@@ -21,7 +29,7 @@ def run(env, policy, seed):
     frames, actions, done = [obs], [], False
     while not done:
         a = policy()
-        obs, reward, te, tr, info = env.step(a)
+        obs, _, te, tr, info = env.step(a)
         frames.append(obs), actions.append(a)
         done = te or tr
     return frames, actions, info
@@ -114,9 +122,14 @@ def test_oracle_reaches_every_heldout_goal_within_the_cap():
 
 def test_baseline_bars_on_heldout_seeds():
     # measured (python -m games.maze --episodes 100): greedy 0.05, explorer 0.11, random 0.01
-    greedy = rate(lambda env, s: (lambda rng=np.random.default_rng([s, 7]): greedy_action(env, rng)), EVAL)
+    def seeded(policy):
+        def factory(env, s):
+            rng = np.random.default_rng([s, 7])
+            return lambda: policy(env, rng)
+        return factory
+    greedy = rate(seeded(greedy_action), EVAL)
     explorer = rate(lambda env, s: env.demonstrator(np.random.default_rng([s, 7]), noise=0.1).act, EVAL)
-    rnd = rate(lambda env, s: (lambda rng=np.random.default_rng([s, 7]): random_action("arrows", rng)), EVAL)
+    rnd = rate(seeded(lambda env, rng: random_action("arrows", rng)), EVAL)
     assert greedy <= 0.25, greedy
     assert explorer <= 0.25, explorer
     assert rnd <= 0.15, rnd
