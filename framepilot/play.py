@@ -58,8 +58,14 @@ class PlanOptions:
                               f"({c.decision_horizon} s)")
         if c.vote not in ("joint", "per-key"):
             raise ConfigError(f"--vote must be joint or per-key, got {c.vote!r}")
-        if c.goal_mode != "vote" and not c.goal and getattr(c, "game", None) != "reach-goal":
+        if c.goal_mode != "vote" and not c.goal and not _game_gives_goal(getattr(c, "game", None)):
             raise ConfigError(f"--goal-mode {c.goal_mode} needs a goal image: pass --goal IMAGE")
+
+
+def _game_gives_goal(game: str | None) -> bool:
+    """True for a bundled game whose episodes come with their goal frame (reach-goal, maze)."""
+    import games
+    return game in games.GAME_NAMES and games.env_class(game).gives_goal_frame
 
 
 @dataclass

@@ -153,6 +153,7 @@ class MazeEnv(GridGame):
 
     game = "maze"
     step_cap = 30
+    gives_goal_frame = True
     record_run_to_cap = True  # training.corpus records this game with run_to_cap=True
 
     def __init__(self, run_to_cap: bool = False, **kw):
