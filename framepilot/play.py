@@ -64,12 +64,18 @@ class PlanOptions:
             raise ConfigError(f"--vote must be joint or per-key, got {c.vote!r}")
         if c.plan not in ("vote", "search"):
             raise ConfigError(f"--plan must be vote or search, got {c.plan!r}")
-        if c.plan == "search" and not c.goal and getattr(c, "game", None) not in (None, "reach-goal", "maze"):
+        if c.plan == "search" and not c.goal and not _game_gives_goal(getattr(c, "game", None)):
             raise ConfigError("--plan search ranks imagined futures against a goal image: pass --goal IMAGE")
         if c.search_top_k > c.rollouts:
             raise ConfigError(f"--search-top-k ({c.search_top_k}) must not exceed --rollouts ({c.rollouts})")
-        if c.goal_mode != "vote" and not c.goal and getattr(c, "game", None) != "reach-goal":
+        if c.goal_mode != "vote" and not c.goal and not _game_gives_goal(getattr(c, "game", None)):
             raise ConfigError(f"--goal-mode {c.goal_mode} needs a goal image: pass --goal IMAGE")
+
+
+def _game_gives_goal(game: str | None) -> bool:
+    """True for a bundled game whose episodes come with their goal frame (reach-goal, maze)."""
+    import games
+    return game in games.GAME_NAMES and games.env_class(game).gives_goal_frame
 
 
 @dataclass

@@ -10,6 +10,7 @@ takes ``overlays.Action`` values. Play one in a real window: ``python -m games.w
 | ``reach-goal`` | framepilot/ReachGoal-v0   | arrows | 24       | marker on the cell shown by the goal frame |
 | ``coins``      | framepilot/Coins-v0       | arrows | 30       | the named coin collected first           |
 | ``buttons``    | framepilot/Buttons-v0     | mouse  | 30       | the named button clicked (a wrong one fails) |
+| ``maze``       | framepilot/Maze-v0        | arrows | 30       | marker on the goal-frame cell, through walls |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ GAMES = {
     "reach-goal": ("framepilot/ReachGoal-v0", "games.reach:ReachGoalEnv"),
     "coins": ("framepilot/Coins-v0", "games.coins:CoinsEnv"),
     "buttons": ("framepilot/Buttons-v0", "games.buttons:ButtonsEnv"),
+    "maze": ("framepilot/Maze-v0", "games.maze:MazeEnv"),
 }
 GAME_NAMES = tuple(GAMES)
 
@@ -42,12 +44,12 @@ def env_class(name: str) -> type[GameEnv]:
 
 
 def make(name: str, **kw) -> GameEnv:
-    """Build the bundled game ``name`` (``"reach"``, ``"reach-goal"``, ``"coins"``, ``"buttons"``).
+    """Build the bundled game ``name`` (``"reach"``, ``"reach-goal"``, ``"coins"``, ``"buttons"``, ``"maze"``).
 
     Args:
         name: the game's short name.
         **kw: ``render_mode`` (``"rgb_array"`` or ``"human"``), ``scale`` (window pixels per game
-            pixel), ``split`` (``"auto"``, ``"train"`` or ``"eval"``).
+            pixel), ``split`` (``"auto"``, ``"train"`` or ``"eval"``); ``maze`` also takes ``run_to_cap``.
     """
     return env_class(name)(**kw)
 

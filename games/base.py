@@ -53,6 +53,7 @@ class GameEnv(gymnasium.Env):
     layout_name = "arrows"
     step_cap = 0
     fps = FPS
+    gives_goal_frame = False  # True: reset's info holds "goal_frame", the episode's goal (reach-goal, maze)
 
     def __init__(self, render_mode: str | None = "rgb_array", scale: int = 4, split: str = "auto"):
         if render_mode not in (None, "rgb_array", "human"):

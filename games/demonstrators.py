@@ -126,3 +126,34 @@ def random_action(layout: str | Layout, rng: np.random.Generator) -> Action:
     keys = list(ARROWS) if layout.name == "arrows" else list(layout.keys)
     i = int(rng.integers(len(keys) + 1))
     return NOOP if i == len(keys) else Action(keys={keys[i]})
+
+
+class ExplorerDemonstrator(_Demonstrator):
+    """``maze``: an undirected explorer that never reads the goal (only the marker and the walls).
+
+    It holds an arrow key for a random run of 1 to 6 steps, then picks another; a key that would
+    walk into a wall or off the board is dropped at once for one of the free ones (a wall ends the
+    run with probability 0.8, so it sometimes presses against a wall, as people do). With
+    probability ``noise`` a step is a no-op. Its recordings teach a world model how the marker moves
+    and how walls block, and nothing about where goals are."""
+
+    def __init__(self, env, rng: np.random.Generator, noise: float = 0.1, click_margin: int = 3):
+        super().__init__(env, rng, noise, click_margin)
+        self._key: str | None = None
+        self._left = 0
+
+    def act(self) -> Action:
+        from games.maze import free_moves
+        env = self.env
+        if env.steps == 0:
+            self._key, self._left = None, 0
+        if self.rng.random() < self.noise:
+            return NOOP
+        free = list(free_moves(env.walls, env.marker))
+        blocked = self._key is not None and self._key not in free
+        if self._key is None or self._left <= 0 or (blocked and self.rng.random() < 0.8):
+            pool = [k for k in free if k != self._key] or free or list(ARROWS)
+            self._key = pool[int(self.rng.integers(len(pool)))]
+            self._left = int(self.rng.integers(1, 7))
+        self._left -= 1
+        return Action(keys={self._key})

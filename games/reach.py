@@ -63,6 +63,7 @@ class ReachGoalEnv(ReachEnv):
 
     game = "reach-goal"
     target_visible = False
+    gives_goal_frame = True
 
     def _goal_candidates(self, rng: np.random.Generator) -> tuple[Cell, ...]:
         if not self.eval_split:

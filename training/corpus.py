@@ -18,7 +18,8 @@ episode folder ``ep_<seed>/`` holds:
   (``Layout.to_dict()``), ``overlay_version``, ``frame_shape`` ([H, W, 3] with the overlay),
   ``n_frames``, ``success`` (bool), ``steps`` (env steps taken), ``has_goal``, and for scripted
   episodes ``noise``, ``split``, ``initial_state`` and ``final_state`` (the game's ``info["state"]``),
-  and for mouse games ``click_margin`` (``games.demonstrators``; absent in episodes recorded before
+  and ``run_to_cap: true`` for a game recorded to its step cap whatever happened (``maze``: ``success``
+  then says the goal was reached at some step), and for mouse games ``click_margin`` (``games.demonstrators``; absent in episodes recorded before
   it existed, which clicked with margin 0). ``interrupted: true`` marks an episode closed by an exception (its frames are still valid).
 - ``meta.partial.json``: the metadata known at the start, written when the episode is opened and
   removed when ``meta.json`` is written; ``finish_episode`` uses it to close an episode whose
@@ -419,6 +420,8 @@ def record_episode(env, seed: int, ep_dir: str | Path, noise: float = 0.1, click
             "noise": noise, "split": "eval" if env.eval_split else "train", "initial_state": info["state"]}
     if layout.has_mouse:
         meta["click_margin"] = click_margin
+    if getattr(env, "run_to_cap", False):
+        meta["run_to_cap"] = True  # reaching the goal did not end the episode (``success``: it was reached)
     # overwrite: a scripted episode is the same again from its seed, so an unfinished one is redone
     with EpisodeWriter(ep_dir, meta, goal=None if goal is None else render_overlay(goal, NOOP, layout),
                        overwrite=True) as w:
@@ -458,7 +461,10 @@ def record_scripted(game: str, n_episodes: int, out_dir: str | Path, seed0: int 
             check_train_seed(seed)
         except ConfigError as e:
             raise ConfigError(f"{what}: {e}") from None
-    env = games.make(game, split="train")
+    # a game whose demonstrator ignores the goal (maze) records every episode to the step cap, so
+    # an episode's end never tells where the goal was
+    run_to_cap = bool(getattr(games.env_class(game), "record_run_to_cap", False))
+    env = games.make(game, split="train", **({"run_to_cap": True} if run_to_cap else {}))
     has_mouse = Layout.preset(env.layout_name).has_mouse
     out_dir = Path(out_dir)
     seeds = range(seed0, seed0 + n_episodes)
