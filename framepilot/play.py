@@ -127,7 +127,8 @@ class ScreenConfig(PlanOptions):
 # ---- shared pieces ------------------------------------------------------------------------------------
 def make_model(c: PlanOptions, layout):
     from planner.backends import load_world_model
-    model = load_world_model(c.model, layout.name, c.denoise_steps, frame_steps=c.frame_steps)
+    model = load_world_model(c.model, layout.name, c.denoise_steps, frame_steps=c.frame_steps,
+                             game=getattr(c, "game", None))
     if hasattr(model, "check_layout"):
         model.check_layout(layout)
     return model

@@ -57,7 +57,7 @@ VALID = {
               "strip_batch": _between(0, 65_536), "text_keypoints": _between(0, 1024), "save_every": _between(1, 1e308),
               "threads": _between(0, 1024)},
     "eval": {"episodes": _between(2, 100_000), "seed": _between(0, 2 ** 32 - 1), "denoise_steps": _between(1, 1000),
-             "frame_steps": _between(1, 1000)},
+             "frame_steps": _between(1, 1000), "search_horizon": _between(1, 64)},
     "bench": {"frame_steps": _between(1, 1000), "episodes": _between(1, 100_000), "decisions": _between(1, 100_000),
               "seed": _between(0, 2 ** 32 - 1)},
 }

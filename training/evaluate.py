@@ -60,8 +60,8 @@ def summarise(successes: list[bool], steps: list[int], latencies: list[float] | 
 def game_model_name(game: str) -> str:
     """Which shipped checkpoint plays ``game`` (the one for the game's layout)."""
     from games import env_class
-    from worldmodel.checkpoints import shipped_for_layout
-    return shipped_for_layout(env_class(game).layout_name)
+    from worldmodel.checkpoints import shipped_for_game
+    return shipped_for_game(game, env_class(game).layout_name)
 
 
 def episode_inputs(env, info: dict, layout, goal_offset: float):
@@ -103,13 +103,21 @@ def play_scripted(env, seed: int, kind: str):
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng([seed, 7])
     demo = Demonstrator(env, rng, noise=0.1) if kind == "demonstrator" else None
+    policy = _game_policy(env, kind) if kind in ("greedy", "oracle") else None
     done, steps = False, 0
     while not done:
-        action = demo.act() if demo else random_action(env.layout_name, rng)
+        action = demo.act() if demo else policy(env.unwrapped, rng) if policy else random_action(env.layout_name, rng)
         obs, _, term, trunc, info = env.step(action)
         steps += 1
         done = term or trunc
     return bool(info["success"]), steps
+
+
+def _game_policy(env, kind: str):
+    """The game module's own ``greedy_action`` / ``oracle_action`` baseline (maze has both), else None."""
+    import importlib
+    module = importlib.import_module(type(env.unwrapped).__module__)
+    return getattr(module, f"{kind}_action", None)
 
 
 def _nearest_is_target(state: dict) -> bool:
@@ -121,8 +129,9 @@ def _nearest_is_target(state: dict) -> bool:
 
 def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, rollouts=(1, 8), seed: int = 0,
                   denoise_steps: int = 3, baselines: bool = True, progress: bool = True,
-                  frame_steps: int | None = 1) -> dict:
-    """Evaluate one game; returns the ``eval`` JSON record of issue 7 for it."""
+                  frame_steps: int | None = 1, plan: str = "vote", search_horizon: int = 3) -> dict:
+    """Evaluate one game; returns the ``eval`` JSON record of issue 7 for it (``plan``: the planner,
+    ``vote`` or ``search`` with ``rollouts`` candidates of ``search_horizon`` frames)."""
     import games
     from games.heldout import EVAL_SEEDS
     from overlays import Layout, LayoutError
@@ -155,13 +164,20 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
             bar.update(1)
 
     out = {"episodes": episodes, "seed": seed, "step_cap": env.step_cap, "model": str(model.path),
-           "denoise_steps": denoise_steps, "frame_steps": model.frame_steps, "agent": {}, "baselines": {}}
+           "denoise_steps": denoise_steps, "frame_steps": model.frame_steps, "planner": plan, "agent": {},
+           "baselines": {}}
+    search = None
+    if plan == "search":
+        from planner.search import SearchConfig
+        search = SearchConfig(horizon=search_horizon)
+        out["search_horizon"] = search_horizon
     per_colour, not_nearest = defaultdict(list), []
     for r in sorted(rollouts, reverse=True):
         n = episodes if r == top else small
         succ, steps, lat = [], [], []
         for i, s in enumerate(seeds[:n]):
-            ok, k, l, info, _ = play_agent(env, model, layout, s, r, denoise_seed=s)
+            ok, k, l, info, _ = play_agent(env, model, layout, s, r, denoise_seed=s, plan=plan, search=search,
+                                           goal_offset=search_horizon / 10 if plan == "search" else 0.1)
             succ.append(ok), steps.append(k), lat.extend(l)
             if game == "coins" and r == top:
                 st = info["state"]
@@ -177,7 +193,8 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
         untrained = BundledWorldModel.untrained(name, seed=seed, denoise_steps=denoise_steps, frame_steps=frame_steps)
         succ, steps, lat = [], [], []
         for s in seeds[:small]:
-            ok, k, l, _, _ = play_agent(env, untrained, layout, s, top, denoise_seed=s)
+            ok, k, l, _, _ = play_agent(env, untrained, layout, s, top, denoise_seed=s, plan=plan, search=search,
+                                        goal_offset=search_horizon / 10 if plan == "search" else 0.1)
             succ.append(ok), steps.append(k), lat.extend(l)
             tick()
         out["baselines"]["untrained"] = summarise(succ, steps, lat)
@@ -213,7 +230,8 @@ def evaluate_baselines(env, game: str, episodes: int, seed: int, progress: bool)
     from games.heldout import EVAL_SEEDS
     seeds = [EVAL_SEEDS[(seed + i) % len(EVAL_SEEDS)] for i in range(episodes)]
     out = {"episodes": episodes, "seed": seed, "step_cap": env.step_cap, "baselines": {}}
-    for kind in ("demonstrator", "random"):
+    kinds = ["demonstrator", "random"] + [k for k in ("greedy", "oracle") if _game_policy(env, k) is not None]
+    for kind in kinds:
         succ, steps = [], []
         for s in seeds:
             ok, k = play_scripted(env, s, kind)
@@ -249,6 +267,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "takes --denoise-steps; default: %(default)s)")
     p.add_argument("--model", default="bundled", help="bundled (the shipped checkpoint for each game) or a checkpoint folder")
     p.add_argument("--no-baselines", action="store_true", help="skip demonstrator, random and untrained")
+    p.add_argument("--plan", default="vote", choices=("vote", "search"), help="the planner (default: %(default)s)")
+    p.add_argument("--search-horizon", type=int, default=3, help="with --plan search: frames per candidate "
+                   "(default: %(default)s)")
     p.add_argument("--json", default=None, help="write the results here")
 
 
@@ -269,11 +290,12 @@ def run(a: argparse.Namespace) -> int:
     for name in ("denoise_steps", "frame_steps"):
         check_value(name, getattr(a, name), Spec("int", 1, MAX_DENOISE_STEPS))
     check_value("seed", a.seed)
+    check_value("search_horizon", a.search_horizon, Spec("int", 1, 64))
     if a.json is not None and not str(a.json).strip():
         raise ConfigError("--json must be a path, got an empty string")
     result = evaluate((a.game,) if a.game else None, model_spec=a.model, episodes=a.episodes,
                       rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
-                      frame_steps=a.frame_steps)
+                      frame_steps=a.frame_steps, plan=a.plan, search_horizon=a.search_horizon)
     text = json.dumps(result, indent=1)
     if a.json:
         from pathlib import Path

@@ -46,6 +46,15 @@ def shipped_for_layout(layout_name: str) -> str:
     return found[0]
 
 
+def shipped_for_game(game: str, layout_name: str) -> str:
+    """The shipped checkpoint that was trained on ``game`` (its ``framepilot.json`` lists it), else the
+    one for the game's layout."""
+    for name, meta in shipped().items():
+        if game in meta.get("games", ()) and meta.get("layout", {}).get("name") == layout_name:
+            return name
+    return shipped_for_layout(layout_name)
+
+
 def bundled_path(name: str) -> Path:
     """Folder of the shipped checkpoint ``name`` (a key of ``shipped()``: ``"arrows"``, ``"mouse"``)."""
     names = shipped()

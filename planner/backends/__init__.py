@@ -57,12 +57,14 @@ def model_family(spec: str) -> str:
 
 
 def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int | None = None,
-                     device: str | None = None, frame_steps: int | None = None):
+                     device: str | None = None, frame_steps: int | None = None, game: str | None = None):
     """The ``WorldModel`` for a ``--model`` value.
 
     Args:
         spec: a value one of ``FAMILIES`` recognises (see the module docstring).
         layout_name: the overlay layout in use (picks the shipped checkpoint for ``bundled``).
+        game: the bundled game being played, if any: ``bundled`` then takes the shipped checkpoint
+            trained on it when there is one.
         denoise_steps: denoising steps per decision (None: the backend's default).
         device: torch device (None: CUDA when available for diffusers models, CPU for the bundled one).
         frame_steps: the bundled model's Euler steps for the imagined game area (None: its default, 1;
@@ -72,6 +74,9 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
         framepilot.errors.MissingModel (``ModelNotFound`` among them): one sentence.
     """
     family = next(f for f in FAMILIES if f.recognises(spec))
+    if family.name == "bundled" and spec == "bundled" and game is not None:
+        from worldmodel.checkpoints import shipped_for_game
+        spec = f"bundled:{shipped_for_game(game, layout_name)}"
     return family.load(spec, layout_name, denoise_steps, device, frame_steps)
 
 
