@@ -100,3 +100,37 @@ def test_goal_frame_modes_play_reach_goal(goal_mode):
         wins += result.success
         assert all(d.chosen_index is not None for d in result.decisions)
     assert wins >= 7
+
+
+def test_the_realtime_horizon_is_bounded_so_a_slow_decision_cannot_slow_the_next_without_end():
+    """Under load the horizon (latency + interval / 2) once lengthened every rollout, which raised the
+    latency again: 6.7 s, then 32 s per decision. It stops at the deadline (a later read is dropped anyway)."""
+    from planner.loop import Realtime
+    pacing = Realtime(interval=0.1, deadline=0.5)
+    pacing.decision_horizon = 0.1
+    for latency, want in ((0.0, 0.1), (0.2, 0.25), (0.45, 0.5), (2.0, 0.5), (32.0, 0.5)):
+        pacing.latency = latency
+        assert pacing.horizon() == pytest.approx(want)
+    # and a deliberately slow model, in the loop: its horizons never pass the deadline
+    import time as _time
+
+    from controllers import DryRunExecutor
+    from planner import Capabilities, Rollouts, WorldModel
+    from planner.loop import run
+
+    class Slow(WorldModel):
+        capabilities = Capabilities(native_fps=10.0)
+
+        def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+            _time.sleep(0.05 + rollout_length)  # slower the further it imagines
+            return Rollouts(np.repeat(context.frames[-1][None, None], n, 0).repeat(int(rollout_length * 10) + 1, 1), 10.0)
+
+    class Still:
+        def grab(self):
+            return np.zeros((128, 128, 3), np.uint8), _time.monotonic()
+
+    steps = []
+    r = run(Still(), DryRunExecutor(ARROWS), Agent(Slow(), ARROWS), ARROWS, Realtime(0.1, 0.5), max_steps=6,
+            on_step=steps.append)
+    assert r.steps == 6 and max(s.timings["horizon"] for s in steps) <= 0.5 + 1e-9
+    assert max(s.timings["plan"] for s in steps) < 1.0, [round(s.timings["plan"], 2) for s in steps]
