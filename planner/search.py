@@ -9,7 +9,9 @@ each frame conditioned on the imagined frames before it.
 
 - Candidates: sequences over the layout's vocabulary (no-op and each key alone). With ``candidates``
   at least the vocabulary size, every first action is tried at least once; the rest of each
-  sequence is drawn at random (seeded), or, after the first round, around the best sequences
+  sequence is drawn at random, each frame independently (or, with ``holds``, as two holds: one
+  key for a random number of frames, then another), seeded, or, after the first round, drawn
+  around the best sequences
   (cross-entropy method: ``rounds`` refinement rounds resample from the elites' per-step action
   frequencies).
 - Score: the goal distance (lower is better) of each imagined frame up to the goal's offset,
@@ -44,6 +46,8 @@ class SearchConfig:
         elites: sequences kept per round to resample around.
         top_k: first actions of the ``top_k`` best candidates vote (1: the best one decides).
         step_cost: added to a candidate's score per frame before its best frame.
+        holds: the first round's sequences are two holds (a key for a random number of frames, then
+            another key); False (default): every frame's action drawn independently.
     """
 
     candidates: int = 16
@@ -52,6 +56,7 @@ class SearchConfig:
     elites: int = 4
     top_k: int = 1
     step_cost: float = 0.01
+    holds: bool = False
 
     def __post_init__(self):
         for name, lo in (("candidates", 1), ("horizon", 1), ("rounds", 0), ("elites", 1), ("top_k", 1)):
@@ -63,6 +68,16 @@ class SearchConfig:
                               f"({self.candidates})")
         if not (np.isfinite(self.step_cost) and self.step_cost >= 0):
             raise ConfigError(f"search step_cost must be zero or positive, got {self.step_cost}")
+
+
+def _holds(v: int, h: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` sequences of ``h`` actions (indices below ``v``, 0 the no-op): a key held for a random
+    number of frames, then another key for the rest, as a person steers (and as a detour needs)."""
+    first = rng.integers(1, v, size=n)
+    second = rng.integers(1, v, size=n)
+    split = rng.integers(1, h + 1, size=n)
+    t = np.arange(h)[None]
+    return np.where(t < split[:, None], first[:, None], second[:, None])
 
 
 def vocabulary(layout: Layout) -> list[Action]:
@@ -155,7 +170,10 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
     timings = {"model": 0.0, "score": 0.0}
     best = None
     for r in range(cfg.rounds + 1):
-        idx = np.stack([rng.choice(len(vocab), size=cfg.candidates, p=probs[t]) for t in range(h)], 1)
+        if r == 0 and cfg.holds:  # two holds: one key for a frames, then another for the rest
+            idx = _holds(len(vocab), h, cfg.candidates, rng)
+        else:
+            idx = np.stack([rng.choice(len(vocab), size=cfg.candidates, p=probs[t]) for t in range(h)], 1)
         if r == 0:  # every first action at least once
             idx[:min(cfg.candidates, len(vocab)), 0] = np.arange(min(cfg.candidates, len(vocab)))
         seqs = [[vocab[i] for i in row] for row in idx]

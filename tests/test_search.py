@@ -113,6 +113,7 @@ class Simulator(WorldModel):
         return Rollouts(np.asarray(out, np.uint8), 10.0)
 
 
+@pytest.mark.slow
 def test_search_with_a_perfect_model_reaches_the_goal_image():
     """With a world model that imagines exactly, the planner's ranking by ``goal_distance`` must bring
     the marker to the goal cell (shown only as an image) on every held-out ``reach-goal`` episode."""
@@ -187,6 +188,7 @@ def _own_overlay_agreement(model, seeds) -> float:
     return ok / max(n, 1)
 
 
+@pytest.mark.slow
 def test_coherent_rollouts_imagine_what_their_own_overlay_says():
     """The default rollouts share one imagined game area and sample the overlay apart from it, so a
     rollout's game area and its overlay disagree often; coherent ones imagine the game area around
