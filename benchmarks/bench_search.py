@@ -1,0 +1,83 @@
+"""The search planner with a perfect world model: how far ranking imagined futures by their distance
+to the goal image gets when the imagination itself is exact (an upper bound for any learnt model).
+
+The "model" plays each candidate's keys in a copy of the live game and returns the real frames
+(privileged: a measuring device, not an agent). Held-out seeds, the same planner code as
+``framepilot play --plan search``.
+
+    python benchmarks/bench_search.py --game maze --candidates 16 --horizon 8 --rounds 2 --episodes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import games  # noqa: E402
+from games.heldout import EVAL_SEEDS  # noqa: E402
+from overlays import NOOP, Layout, render_overlay  # noqa: E402
+from planner import Agent, Capabilities, GoalFrame, PlannerConfig, Rollouts, WorldModel, run_episode_sync  # noqa: E402
+from planner.search import SearchConfig  # noqa: E402
+from training.evaluate import wilson  # noqa: E402
+
+
+class PerfectModel(WorldModel):
+    name = "perfect simulator"
+    capabilities = Capabilities(native_fps=10.0, goal_frames=True, max_goals=1, overlay_inpainting=True)
+
+    def __init__(self, env):
+        self.env = env
+
+    def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+        raise NotImplementedError("the search planner only asks for given actions")
+
+    def _inpaint(self, context, actions, layout, rollout_length, prompt, goals, seed):
+        out = []
+        for seq in actions:
+            sim, frames, done, obs = copy.deepcopy(self.env), [], False, None
+            for a in seq:
+                if not done:
+                    obs, _, term, trunc, _ = sim.step(a)
+                    done = term or trunc
+                frames.append(render_overlay(obs, a, layout))
+            out.append(frames)
+        return Rollouts(np.asarray(out, np.uint8), 10.0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--game", default="maze")
+    ap.add_argument("--candidates", type=int, default=16)
+    ap.add_argument("--horizon", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--holds", action="store_true")
+    ap.add_argument("--episodes", type=int, default=20)
+    a = ap.parse_args(argv)
+    layout = Layout.preset(games.env_class(a.game).layout_name)
+    cfg = SearchConfig(candidates=a.candidates, horizon=a.horizon, rounds=a.rounds, elites=min(4, a.candidates),
+                       holds=a.holds)
+    wins, t0 = [], time.time()
+    for i in range(a.episodes):
+        env = games.make(a.game)
+        obs, info = env.reset(seed=EVAL_SEEDS[i])
+        goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, layout), a.horizon / 10)
+        agent = Agent(PerfectModel(env), layout, PlannerConfig(rollouts=a.candidates, plan="search", search=cfg,
+                                                               seed=EVAL_SEEDS[i]), goals=(goal,))
+        wins.append(bool(run_episode_sync(env, agent, layout, obs=obs).success))
+    ok = sum(wins)
+    print(json.dumps({"game": a.game, "model": "perfect simulator", "search": vars(cfg), "episodes": a.episodes,
+                      "success_rate": ok / a.episodes, "ci95": wilson(ok, a.episodes),
+                      "seconds": round(time.time() - t0, 1)}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
