@@ -23,7 +23,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -141,10 +141,19 @@ def random_init_(module, seed: int = 0) -> None:
 def build_backend(name: str, size: tuple[int, int], steps: int, cfg: BenchConfig):
     """An LTXBackend on random weights of the named architecture (built on meta, then materialised)."""
     import torch
-    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXConditionPipeline,
-                           LTXVideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXVideoTransformer3DModel,
+    )
 
-    from planner.backends.loading import DiffusersConfig, configure_denoiser, resolve_device, resolve_dtype
+    from planner.backends.loading import (
+        DiffusersConfig,
+        configure_denoiser,
+        resolve_device,
+        resolve_dtype,
+    )
     from planner.backends.ltx import LTXBackend, LTXSettings
 
     spec = json.loads((CONFIGS / f"{name}.json").read_text())

@@ -92,9 +92,9 @@ def bench_apply(region, seconds: float):
 
 def bench_stop(trials: int):
     import Xlib.display
+    import Xlib.ext.xtest
     import Xlib.X
     import Xlib.XK
-    import Xlib.ext.xtest
 
     from controllers import PynputExecutor, SafetyConfig
     from controllers.display import keys_down

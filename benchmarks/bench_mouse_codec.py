@@ -16,11 +16,11 @@ import math
 import numpy as np
 
 import games
+from framepilot.frames import resize_frames
 from games.demonstrators import Demonstrator
 from games.heldout import EVAL_SEEDS
 from overlays import Action, Layout, read_overlay, render_overlay
 from planner.world_model import fit_frames
-from framepilot.frames import resize_frames
 
 SIZES = ((40, 32), (60, 48), (80, 64))
 

@@ -24,7 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import games  # noqa: E402
 from games.heldout import EVAL_SEEDS  # noqa: E402
 from overlays import NOOP, Layout, render_overlay  # noqa: E402
-from planner import Agent, Capabilities, GoalFrame, PlannerConfig, Rollouts, WorldModel, run_episode_sync  # noqa: E402
+from planner import (  # noqa: E402
+    Agent,
+    Capabilities,
+    GoalFrame,
+    PlannerConfig,
+    Rollouts,
+    WorldModel,
+    run_episode_sync,
+)
 from planner.search import SearchConfig  # noqa: E402
 from training.evaluate import wilson  # noqa: E402
 

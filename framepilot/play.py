@@ -307,6 +307,21 @@ def _play_window(c: PlayConfig, seed, layout, agent, control, out, title, model_
         return {"success": win.success, "steps": win.steps, "agent_steps": res.steps, "timings_ms": _ms(res)}
 
 
+def keep_up_note(res, interval: float, rollouts: int) -> str | None:
+    """One sentence when the model did not keep up with the realtime loop (over 5% of decisions
+    dropped or a p50 latency past the interval), with the figures and what to change; else None."""
+    if not res.steps:
+        return None
+    lat = sorted(t.get("plan", 0.0) for t in res.timings)
+    p50 = lat[len(lat) // 2]
+    share = res.dropped / res.steps
+    if share <= 0.05 and p50 <= interval:
+        return None
+    return (f"the model did not keep up: decisions took {p50 * 1000:.0f} ms p50 against a {interval * 1000:.0f} ms "
+            f"interval and {share:.0%} were dropped; use fewer --rollouts (now {rollouts}), fewer --denoise-steps, "
+            "a longer --decision-interval, or a smaller model")
+
+
 # ---- screen -------------------------------------------------------------------------------------------
 def screen(c: ScreenConfig) -> dict:
     """The agent on a region or window of the real screen (realtime), safety on."""
@@ -353,6 +368,10 @@ def screen(c: ScreenConfig) -> dict:
                "timings_ms": _ms(res)}
     if res.stopped:
         summary["stopped"] = res.stopped
+    slow = keep_up_note(res, c.decision_interval, c.rollouts)
+    if slow:
+        summary["too_slow"] = slow
+        print(slow, file=sys.stderr, flush=True)
     if c.dry_run:
         summary["dry_run_log"] = list(executor.log)[-20:]
     return summary

@@ -140,6 +140,7 @@ class Agent:
         shape = self.goals[0].image.shape if self.goals else (16, 16, 3)
         probe = ContextClip(np.zeros((1, *shape), np.uint8), cap.native_fps)
         model.check_request(probe, self.config.rollouts, self.rollout_length(), self.prompt, self.model_goals)
+        model.prepare(self.prompt)  # before the agent takes over: the first decision is not slower
         self.decisions = 0
         self.last_rollouts = None
 

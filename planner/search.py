@@ -34,7 +34,13 @@ import numpy as np
 from framepilot.errors import ConfigError, UnsupportedRequest
 from overlays import NOOP, Action, Layout
 from planner.vote import Decision
-from planner.world_model import ContextClip, GoalFrame, WorldModel, decision_index, frames_needed
+from planner.world_model import (
+    ContextClip,
+    GoalFrame,
+    WorldModel,
+    decision_index,
+    frames_needed,
+)
 
 
 @dataclass

@@ -282,6 +282,10 @@ class WorldModel(ABC):
         """Backends with ``overlay_inpainting`` imagine the futures of given actions here."""
         raise UnsupportedRequest(f"{self.name} cannot imagine given actions (no overlay inpainting)")
 
+    def prepare(self, prompt: str | None = None) -> None:
+        """Load what the first decision would otherwise load (a text encoder, say), so that it happens
+        before the agent takes over and not in its first decision. The planner calls it once."""
+
     def check_request(self, context: ContextClip, n: int, rollout_length: float, prompt: str | None,
                       goals: tuple[GoalFrame, ...]) -> None:
         cap = self.capabilities

@@ -16,7 +16,16 @@ from standin import OracleStandIn
 import games
 import planner.agent
 from overlays import NOOP, Layout, read_overlay, render_overlay
-from planner import Agent, Decision, GoalFrame, PlannerConfig, run_episode_sync
+from planner import (
+    Agent,
+    Capabilities,
+    Decision,
+    GoalFrame,
+    PlannerConfig,
+    Rollouts,
+    WorldModel,
+    run_episode_sync,
+)
 
 torch.set_num_threads(1)
 ARROWS = Layout.preset("arrows")
@@ -134,3 +143,29 @@ def test_the_realtime_horizon_is_bounded_so_a_slow_decision_cannot_slow_the_next
             on_step=steps.append)
     assert r.steps == 6 and max(s.timings["horizon"] for s in steps) <= 0.5 + 1e-9
     assert max(s.timings["plan"] for s in steps) < 1.0, [round(s.timings["plan"], 2) for s in steps]
+
+
+def test_a_model_that_cannot_keep_up_is_said_with_its_figures_and_what_to_change():
+    from framepilot.play import keep_up_note
+    from planner.loop import EpisodeResult
+    fast = EpisodeResult(None, 10, [], [{"plan": 0.04}] * 10, dropped=0)
+    slow = EpisodeResult(None, 10, [], [{"plan": 0.33}] * 10, dropped=4)
+    assert keep_up_note(fast, 0.1, 8) is None
+    note = keep_up_note(slow, 0.1, 8)
+    assert "330 ms p50 against a 100 ms interval" in note and "40% were dropped" in note and "--rollouts (now 8)" in note
+
+
+def test_the_text_encoder_is_loaded_before_the_first_decision():
+    calls = []
+
+    class Model(WorldModel):
+        capabilities = Capabilities(text=True, native_fps=10.0)
+
+        def prepare(self, prompt=None):
+            calls.append(prompt)
+
+        def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+            return Rollouts(np.repeat(context.frames[-1][None, None], n, 0), 10.0)
+
+    Agent(Model(), ARROWS, prompt="go left")
+    assert calls == ["go left"]

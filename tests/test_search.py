@@ -14,7 +14,16 @@ from framepilot.errors import ConfigError, UnsupportedRequest
 from games.grid import CELL, MARKER
 from games.heldout import EVAL_SEEDS
 from overlays import NOOP, Action, Layout, read_overlay, render_overlay
-from planner import Agent, Capabilities, ContextClip, GoalFrame, PlannerConfig, Rollouts, WorldModel, run_episode_sync
+from planner import (
+    Agent,
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    PlannerConfig,
+    Rollouts,
+    WorldModel,
+    run_episode_sync,
+)
 from planner.search import SearchConfig, goal_distance, search
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

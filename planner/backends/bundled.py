@@ -132,6 +132,10 @@ class BundledWorldModel(WorldModel):
         """Refuse a layout other than the one the model learnt (one clear sentence)."""
         layout.check_compatible(self.meta["layout"], what=f"the world model {self.path.name}")
 
+    def prepare(self, prompt: str | None = None) -> None:
+        if prompt:
+            self._embed(prompt, 1)  # the text encoder loads now, not in the first decision
+
     def _embed(self, prompt: str | None, n: int):
         import torch
         if not prompt:
