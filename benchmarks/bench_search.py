@@ -11,53 +11,27 @@ The "model" plays each candidate's keys in a copy of the live game and returns t
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the perfect model is a test double
+
+from standin import PerfectModel  # noqa: E402
 
 import games  # noqa: E402
 from games.heldout import EVAL_SEEDS  # noqa: E402
 from overlays import NOOP, Layout, render_overlay  # noqa: E402
 from planner import (  # noqa: E402
     Agent,
-    Capabilities,
     GoalFrame,
     PlannerConfig,
-    Rollouts,
-    WorldModel,
     run_episode_sync,
 )
 from planner.search import SearchConfig  # noqa: E402
 from training.evaluate import wilson  # noqa: E402
-
-
-class PerfectModel(WorldModel):
-    name = "perfect simulator"
-    capabilities = Capabilities(native_fps=10.0, goal_frames=True, max_goals=1, overlay_inpainting=True)
-
-    def __init__(self, env):
-        self.env = env
-
-    def _rollout(self, context, n, rollout_length, prompt, goals, seed):
-        raise NotImplementedError("the search planner only asks for given actions")
-
-    def _inpaint(self, context, actions, layout, rollout_length, prompt, goals, seed):
-        out = []
-        for seq in actions:
-            sim, frames, done, obs = copy.deepcopy(self.env), [], False, None
-            for a in seq:
-                if not done:
-                    obs, _, term, trunc, _ = sim.step(a)
-                    done = term or trunc
-                frames.append(render_overlay(obs, a, layout))
-            out.append(frames)
-        return Rollouts(np.asarray(out, np.uint8), 10.0)
 
 
 def main(argv=None) -> int:

@@ -152,3 +152,41 @@ class OracleStandIn(WorldModel):
                 m = move(m, a.keys)
                 out[i, f] = self._render(m, target if drawn_target else None, a, last.shape)
         return Rollouts(frames=out, fps=self.capabilities.native_fps, timings={"render": time.perf_counter() - t0})
+
+
+class PerfectModel:
+    """A perfect world model for the search planner (``planner.search``): it plays each candidate's
+    actions in a copy of the live game (privileged: a test double and a measuring device, never an
+    agent's model) and returns the real frames, overlays drawn. After the episode ends a frame stays."""
+
+    def __new__(cls, env):
+        from planner import Capabilities, Rollouts, WorldModel
+
+        class _PerfectModel(WorldModel):
+            name = "perfect simulator"
+            capabilities = Capabilities(native_fps=10.0, goal_frames=True, max_goals=1, overlay_inpainting=True)
+
+            def __init__(self, env):
+                self.env = env
+
+            def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+                raise AssertionError("the search planner only asks for given actions")
+
+            def _inpaint(self, context, actions, layout, rollout_length, prompt, goals, seed):
+                import copy
+
+                import numpy as np
+
+                from overlays import render_overlay
+                out = []
+                for seq in actions:
+                    sim, frames, done, obs = copy.deepcopy(self.env), [], False, None
+                    for a in seq:
+                        if not done:
+                            obs, _, term, trunc, _ = sim.step(a)
+                            done = term or trunc
+                        frames.append(render_overlay(obs, a, layout))
+                    out.append(frames)
+                return Rollouts(np.asarray(out, np.uint8), 10.0)
+
+        return _PerfectModel(env)

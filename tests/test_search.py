@@ -8,6 +8,7 @@ import copy
 
 import numpy as np
 import pytest
+from standin import PerfectModel
 
 import games
 from framepilot.errors import ConfigError, UnsupportedRequest
@@ -96,33 +97,6 @@ def test_given_actions_must_cover_every_imagined_frame(shipped):
         shipped(clip, n=2, rollout_length=0.3, actions=[[NOOP], [NOOP]], layout=ARROWS)
 
 
-class Simulator(WorldModel):
-    """A perfect world model for the search planner's logic: it plays the given actions in a copy of
-    the live game (privileged, a test double) and returns the real frames."""
-
-    name = "simulator"
-    capabilities = Capabilities(native_fps=10.0, goal_frames=True, max_goals=1, overlay_inpainting=True)
-
-    def __init__(self, env):
-        self.env = env
-
-    def _rollout(self, context, n, rollout_length, prompt, goals, seed):
-        raise AssertionError("the search planner only asks for given actions")
-
-    def _inpaint(self, context, actions, layout, rollout_length, prompt, goals, seed):
-        out = []
-        for seq in actions:
-            sim, frames, done = copy.deepcopy(self.env), [], False
-            for a in seq:
-                if not done:  # after the episode ends the frame stays as it is
-                    obs, _, term, trunc, _ = sim.step(a)
-                    done = term or trunc
-                frames.append(render_overlay(obs, a, layout))
-            out.append(frames)
-        return Rollouts(np.asarray(out, np.uint8), 10.0)
-
-
-@pytest.mark.slow
 def test_search_with_a_perfect_model_reaches_the_goal_image():
     """With a world model that imagines exactly, the planner's ranking by ``goal_distance`` must bring
     the marker to the goal cell (shown only as an image) on every held-out ``reach-goal`` episode."""
@@ -131,7 +105,7 @@ def test_search_with_a_perfect_model_reaches_the_goal_image():
         env = games.make("reach-goal")
         obs, info = env.reset(seed=seed)
         goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), 0.3)
-        agent = Agent(Simulator(env), ARROWS, PlannerConfig(plan="search", search=SearchConfig(candidates=16, horizon=3),
+        agent = Agent(PerfectModel(env), ARROWS, PlannerConfig(plan="search", search=SearchConfig(candidates=16, horizon=3),
                                                             seed=seed), goals=(goal,))
         wins.append(run_episode_sync(env, agent, ARROWS, obs=obs).success)
     assert all(wins), wins
@@ -141,7 +115,7 @@ def test_search_records_every_candidate_and_its_score():
     env = games.make("reach-goal")
     obs, info = env.reset(seed=EVAL_SEEDS[0])
     goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), 0.3)
-    d, r = search(Simulator(env), ARROWS, ContextClip(render_overlay(obs, NOOP, ARROWS)[None], 10.0), goal,
+    d, r = search(PerfectModel(env), ARROWS, ContextClip(render_overlay(obs, NOOP, ARROWS)[None], 10.0), goal,
                   SearchConfig(candidates=8, horizon=2), seed=0)
     assert len(d.search["candidates"]) == 8 and len(d.search["scores"]) == 8
     assert d.search["chosen"] == int(np.argmin(d.search["scores"]))
