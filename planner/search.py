@@ -14,8 +14,13 @@ each frame conditioned on the imagined frames before it.
   around the best sequences
   (cross-entropy method: ``rounds`` refinement rounds resample from the elites' per-step action
   frequencies).
-- Score: the goal distance (lower is better) of each imagined frame up to the goal's offset,
-  ``goal_distance`` (a wide blur, relative to the current frame's distance). A candidate's
+- Score: the distance (lower is better) of each imagined frame up to the goal's offset to the
+  goal frame, in the model's own features when it has them (``WorldModel.features``: for the
+  bundled model the keypoints its network computes, where things are as it sees them; the mean
+  absolute difference), else ``goal_distance`` on pixels (a wide blur, relative to the current
+  frame's). Pixels are a poor judge of imagined frames, which are blurrier than real ones: on 12
+  held-out ``reach-goal`` states the best one-step candidate by pixels was a move toward the goal
+  in 4, by keypoints in 9 (12 of 12 on the real frames). A candidate's
   score is its best frame's distance plus ``step_cost`` per frame taken to get there (sooner is
   better).
 - Choice: the first action of the best candidate, or with ``top_k > 1`` the most common first
@@ -61,7 +66,7 @@ class SearchConfig:
     rounds: int = 0
     elites: int = 4
     top_k: int = 1
-    step_cost: float = 0.01
+    step_cost: float = 0.001
     holds: bool = False
 
     def __post_init__(self):
@@ -175,13 +180,15 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
     probs = np.full((h, len(vocab)), 1.0 / len(vocab))
     timings = {"model": 0.0, "score": 0.0}
     best = None
+    goal_feats = None
     for r in range(cfg.rounds + 1):
         if r == 0 and cfg.holds:  # two holds: one key for a frames, then another for the rest
             idx = _holds(len(vocab), h, cfg.candidates, rng)
         else:
             idx = np.stack([rng.choice(len(vocab), size=cfg.candidates, p=probs[t]) for t in range(h)], 1)
-        if r == 0:  # every first action at least once
-            idx[:min(cfg.candidates, len(vocab)), 0] = np.arange(min(cfg.candidates, len(vocab)))
+        if r == 0:  # distinct first actions: every one at least once when there are enough candidates
+            k = min(cfg.candidates, len(vocab))
+            idx[:k, 0] = np.arange(k) if k == len(vocab) else rng.permutation(len(vocab))[:k]
         seqs = [[vocab[i] for i in row] for row in idx]
         t0 = time.perf_counter()
         rollouts = model(context, n=cfg.candidates, rollout_length=length, prompt=prompt, goals=model_goals,
@@ -189,8 +196,14 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         t1 = time.perf_counter()
         frames = rollouts.frames[:, :upto]
         n, f = frames.shape[:2]
-        d = goal_distance(frames.reshape(n * f, *frames.shape[2:]), goal.image, layout,
-                          now=context.frames[-1]).reshape(n, f)
+        flat = frames.reshape(n * f, *frames.shape[2:])
+        feats = model.features(flat)
+        if feats is not None:  # the model's own features: where things are, as it sees them
+            if goal_feats is None:
+                goal_feats = model.features(goal.image[None])
+            d = np.abs(feats - goal_feats).mean(axis=1).reshape(n, f)
+        else:
+            d = goal_distance(flat, goal.image, layout, now=context.frames[-1]).reshape(n, f)
         d = d + cfg.step_cost * np.arange(f)[None]
         scores, best_frame = d.min(axis=1), d.argmin(axis=1)
         timings["model"] += t1 - t0

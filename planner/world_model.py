@@ -282,6 +282,12 @@ class WorldModel(ABC):
         """Backends with ``overlay_inpainting`` imagine the futures of given actions here."""
         raise UnsupportedRequest(f"{self.name} cannot imagine given actions (no overlay inpainting)")
 
+    def features(self, frames: np.ndarray) -> np.ndarray | None:
+        """(n, D) features of (n, H, W, 3) overlaid frames in which near means alike (the search planner
+        ranks imagined futures by their distance to the goal there), or None when the backend has none
+        (the planner then compares pixels)."""
+        return None
+
     def prepare(self, prompt: str | None = None) -> None:
         """Load what the first decision would otherwise load (a text encoder, say), so that it happens
         before the agent takes over and not in its first decision. The planner calls it once."""

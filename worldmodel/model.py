@@ -271,7 +271,7 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def inpaint(self, context: torch.Tensor, strip: torch.Tensor, text: torch.Tensor | None = None,
                 goal: torch.Tensor | None = None, steps: int = 4, generator: torch.Generator | None = None,
-                scheduler: EDMEulerScheduler | None = None) -> torch.Tensor:
+                scheduler: EDMEulerScheduler | None = None, common_noise: bool = False) -> torch.Tensor:
         """The next frame given its overlay strip: (B, K, 3, H, W) context and (B, 3, H - strip_rows, W)
         clean strip in [-1, 1] -> (B, 3, H, W), the game area imagined around the given strip.
 
@@ -280,12 +280,18 @@ class FramepilotUNet(ModelMixin, ConfigMixin):
         the UNet, which denoises the whole frame and was trained on frames whose strip shows the keys
         held, imagines the game area that goes with those keys. The strip of the result is the given
         one. Nothing is trained for this: it is the same next-frame video model.
+
+        ``common_noise``: every row starts from the same noise (common random numbers), so rows that
+        differ only in their strips differ in their game areas only by what the strips cause: what a
+        planner comparing candidate actions wants.
         """
         scheduler = scheduler or make_scheduler()
         b, _, c, h, w = context.shape
         rows = self.config.strip_rows
-        x = torch.randn((b, c, h, w), generator=generator, device=context.device, dtype=context.dtype)
-        noise = torch.randn((b, c, h - rows, w), generator=generator, device=context.device, dtype=context.dtype)
+        m = 1 if common_noise else b
+        x = torch.randn((m, c, h, w), generator=generator, device=context.device, dtype=context.dtype).expand(b, -1, -1, -1)
+        noise = torch.randn((m, c, h - rows, w), generator=generator, device=context.device,
+                            dtype=context.dtype).expand(b, -1, -1, -1)
         cond = self.conditions(context, text, goal, None, x)
         scheduler.set_timesteps(steps, device=x.device)
         scheduler.is_scale_input_called = True

@@ -132,6 +132,17 @@ class BundledWorldModel(WorldModel):
         """Refuse a layout other than the one the model learnt (one clear sentence)."""
         layout.check_compatible(self.meta["layout"], what=f"the world model {self.path.name}")
 
+    def features(self, frames: np.ndarray) -> np.ndarray | None:
+        """The network's own keypoints of the game area (the spatial soft-argmax of its keypoint net,
+        ``FramepilotUNet.frame_keypoints``): where things are, as the model sees them. None for a
+        model without keypoints."""
+        import torch
+        if not self.net.config.keypoints:
+            return None
+        x = self.net.mask_overlay(self._to_unit(resize_frames(frames, self.size)))
+        with torch.inference_mode():
+            return self.net.frame_keypoints(x).cpu().numpy()
+
     def prepare(self, prompt: str | None = None) -> None:
         if prompt:
             self._embed(prompt, 1)  # the text encoder loads now, not in the first decision
@@ -243,8 +254,9 @@ class BundledWorldModel(WorldModel):
         with torch.inference_mode():
             for f in range(len(actions[0])):
                 strip = torch.stack([self._strip_of(a[f], layout, context.frames.shape[1:]) for a in actions])
+                # common random numbers: candidates differ only by what their keys cause
                 x = self.net.inpaint(ctx, strip, text, goal, steps=self.inpaint_steps, generator=gen,
-                                     scheduler=self.scheduler)
+                                     scheduler=self.scheduler, common_noise=True)
                 out.append(x)
                 ctx = torch.cat([ctx[:, 1:], x[:, None]], 1)  # each frame follows from the imagined ones before it
         t2 = time.perf_counter()
