@@ -88,7 +88,9 @@ def play_agent(env, model, layout, seed: int, rollouts: int, denoise_seed: int, 
         import dataclasses
 
         from planner.search import SearchConfig
-        search = dataclasses.replace(search or SearchConfig(), candidates=rollouts)
+        search = search or SearchConfig()
+        search = dataclasses.replace(search, candidates=rollouts, elites=min(search.elites, rollouts),
+                                     top_k=min(search.top_k, rollouts))
     agent = Agent(model, layout, PlannerConfig(rollouts=rollouts, seed=denoise_seed, plan=plan, search=search),
                   prompt=prompt, goals=goals)
     first_info = info
