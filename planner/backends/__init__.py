@@ -4,6 +4,8 @@
 - ``planner.backends.wan``: Wan first-last-frame (``WanBackend``), text + last frame + one goal.
 - ``planner.backends.svd``: Stable Video Diffusion (``SVDBackend``), last frame only.
 - ``planner.backends.loading``: ``DiffusersConfig``, ``load_pipeline``, ``ModelNotFound``.
+- ``planner.backends.remote``: a model served by ``framepilot serve`` (``RemoteWorldModel``,
+  ``--model http://HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ UNTRAINED_SPECS = ("untrained", "untrained:arrows", "untrained:mouse")
 
 
 def model_family(spec: str) -> str:
-    """``"bundled"``, ``"ltx"``, ``"wan"`` or ``"svd"`` for a ``--model`` value.
+    """``"bundled"``, ``"ltx"``, ``"wan"``, ``"svd"`` or ``"remote"`` for a ``--model`` value.
 
     A local folder says what it is (``framepilot.json``: the bundled model; ``model_index.json``'s
     pipeline class otherwise); a hub id or a single file is recognised by its name (LTX by default).
     """
     if spec in BUNDLED_SPECS or spec in UNTRAINED_SPECS:
         return "bundled"
+    if spec.startswith(("http://", "https://")):
+        return "remote"
     path = os.path.expanduser(spec)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "framepilot.json")):
@@ -50,7 +54,8 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
         spec: ``bundled`` (the shipped checkpoint for ``layout_name``), ``bundled:arrows``,
             ``bundled:mouse``, ``untrained`` (the control: the shipped architecture with fresh random
             weights, seed 0; also ``untrained:arrows``), a checkpoint folder from ``training.train``, a diffusers hub id, a local
-            diffusers folder or a single-file checkpoint.
+            diffusers folder, a single-file checkpoint, or ``http://HOST:PORT``: the model that
+            ``framepilot serve`` serves there (token: ``$FRAMEPILOT_TOKEN``).
         layout_name: the overlay layout in use (picks the shipped checkpoint).
         denoise_steps: denoising steps per decision (None: the backend's default).
         device: torch device (None: CUDA when available for diffusers models, CPU for the bundled one).
@@ -61,6 +66,11 @@ def load_world_model(spec: str, layout_name: str = "arrows", denoise_steps: int 
         worldmodel.checkpoints.MissingModel, planner.backends.loading.ModelNotFound: one sentence.
     """
     family = model_family(spec)
+    if family == "remote":
+        from planner.backends.remote import RemoteWorldModel
+        model = RemoteWorldModel(spec)
+        model.check_settings(denoise_steps=denoise_steps, frame_steps=frame_steps)
+        return model
     if family == "bundled":
         from planner.backends.bundled import BUNDLED_FOR_LAYOUT, BundledWorldModel
         untrained = spec in UNTRAINED_SPECS
