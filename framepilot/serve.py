@@ -222,7 +222,7 @@ class WorldModelServer:
             if not ok:
                 raise value
             frames_png, fps, timings, shape = value
-            return Response(pack({"shape": shape, "fps": fps, "timings": timings}, [frames_png]),
+            return Response(pack({"shape": shape, "fps": fps, "timings": timings, "codec": job["codec"]}, [frames_png]),
                             media_type=CONTENT_TYPE)
         except BadRequest as e:
             return JSONResponse({"error": e.sentence, **e.extra}, status_code=e.status)
@@ -238,7 +238,7 @@ class WorldModelServer:
         """The rollout request in ``body``; BadRequest (one sentence) for anything malformed or too large."""
         import numpy as np
 
-        from planner.backends.remote import decode_frames, goal_hash, text_hash, unpack
+        from planner.backends.remote import CODECS, decode_frames, goal_hash, text_hash, unpack
         from planner.world_model import ContextClip, GoalFrame
         c = self.config
         try:
@@ -247,6 +247,9 @@ class WorldModelServer:
             raise BadRequest(400, str(e)) from None
         try:
             sid = str(h["session"])[:64]
+            codec = h.get("codec", "png")
+            if codec not in CODECS:
+                raise BadRequest(400, f"codec must be one of {', '.join(CODECS)}, got {str(codec)[:20]!r}")
             n = h["n"]
             if not isinstance(n, int) or n < 1:
                 raise BadRequest(400, f"n must be a whole number of rollouts of at least 1, got {n!r}")
@@ -257,7 +260,7 @@ class WorldModelServer:
             if seed is not None and not isinstance(seed, int):
                 raise BadRequest(400, f"seed must be a whole number or null, got {seed!r}")
             fr = h["frames"]
-            frames = decode_frames(blobs[int(fr["blob"])], fr["shape"], c.max_pixels)
+            frames = decode_frames(blobs[int(fr["blob"])], fr["shape"], c.max_pixels, codec)
             if frames.ndim != 4:
                 raise BadRequest(400, f"the context frames must have shape (T, H, W, 3), got {list(frames.shape)}")
             prompt, missing = None, []
@@ -275,7 +278,7 @@ class WorldModelServer:
             goals = []
             for g in h.get("goals", []):
                 if "blob" in g:
-                    img = decode_frames(blobs[int(g["blob"])], [1, *g["shape"]], c.max_pixels)[0]
+                    img = decode_frames(blobs[int(g["blob"])], [1, *g["shape"]], c.max_pixels, codec)[0]
                     if goal_hash(img) != g["hash"]:
                         raise BadRequest(400, "a goal frame's hash does not match its pixels")
                     self.cache.put(sid, g["hash"], img)
@@ -289,7 +292,7 @@ class WorldModelServer:
                 raise BadRequest(409, "this replica has not seen the prompt or goal frames of this session; "
                                  "send them once", missing=missing)
             return {"context": ContextClip(np.ascontiguousarray(frames), fps), "n": n, "rollout_length": length,
-                    "prompt": prompt, "goals": tuple(goals), "seed": seed}
+                    "prompt": prompt, "goals": tuple(goals), "seed": seed, "codec": codec}
         except BadRequest:
             raise
         except FramepilotError as e:
@@ -310,8 +313,8 @@ class WorldModelServer:
                 r = self.model(j["context"], n=j["n"], rollout_length=j["rollout_length"], prompt=j["prompt"],
                                goals=j["goals"], seed=j["seed"])
                 t1 = time.perf_counter()
-                png = encode_frames(r.frames)
-                timings = {**r.timings, "model": t1 - t0, "encode_png": time.perf_counter() - t1,
+                png = encode_frames(r.frames, j["codec"])
+                timings = {**r.timings, "model": t1 - t0, "encode": time.perf_counter() - t1,
                            "batch": len(jobs)}
                 out.append((True, (png, r.fps, timings, list(r.frames.shape))))
                 self.failures = 0

@@ -93,7 +93,7 @@ def test_reach_through_the_server_matches_in_process(server, local):
     assert [[str(v) for v in d.votes] for d in b.decisions] == [[str(v) for v in d.votes] for d in a.decisions]
     diff = np.abs(agent_a.last_rollouts.frames.astype(int) - agent_b.last_rollouts.frames.astype(int)).max()
     assert diff <= 1
-    assert "model.server.model" in b.timings[0] and "model.encode_png" in b.timings[0]
+    assert "model.server.model" in b.timings[0] and "model.encode" in b.timings[0]
 
 
 def test_rollouts_split_over_replicas_are_gathered_in_order(server, local):
@@ -105,6 +105,18 @@ def test_rollouts_split_over_replicas_are_gathered_in_order(server, local):
     first = local(clip, n=4, seed=chunk_seed(11, 0)).frames
     second = local(clip, n=3, seed=chunk_seed(11, 1)).frames
     assert np.abs(r.frames.astype(int) - np.concatenate([first, second]).astype(int)).max() <= 1
+
+
+def test_the_xor_codec_gives_the_same_frames_as_png(server):
+    clip, _ = clip_of()
+    png = RemoteWorldModel(server.url + "?split=0", token=TOKEN)(clip, n=8, seed=4).frames
+    xor = RemoteWorldModel(server.url + "?split=0&codec=xor", token=TOKEN)(clip, n=8, seed=4).frames
+    assert np.array_equal(png, xor)  # both lossless
+    from planner.backends.remote import decode_frames, encode_frames
+    data = encode_frames(clip.frames, "xor")
+    assert np.array_equal(decode_frames(data, clip.frames.shape, codec="xor"), clip.frames)
+    with pytest.raises(ValueError, match="not the"):  # a bomb is cut off at the declared size
+        decode_frames(encode_frames(np.zeros((50, 160, 128, 3), np.uint8), "xor"), clip.frames.shape, codec="xor")
 
 
 def test_goal_and_prompt_are_sent_once_and_asked_again_by_a_replica_that_lacks_them(server, local):
