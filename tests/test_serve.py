@@ -245,3 +245,95 @@ def test_no_token_and_missing_ray_are_one_sentence(monkeypatch):
         serve.require_ray()
     from run_agent import main
     assert main(["serve", "--replicas", "0"]) == 2
+
+
+# ---- last: it stops the module's replicas -------------------------------------------------------------
+def replica_pids() -> list[int]:
+    """The processes of this server's replicas (Ray names them ``ray::ServeReplica:framepilot:...``)."""
+    import os
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if b"ServeReplica:framepilot:WorldModelServer" in f.read():
+                    pids.append(int(d))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def test_a_server_that_stops_mid_run_leaves_no_key_down_past_the_deadline(server, xvfb_display, human):
+    """A real ``reach`` window in realtime, real keys through pynput, the model on the server; while
+    a key is held, the server's replicas stop answering (SIGSTOP: the connection is accepted and the
+    answer never comes): the X keymap is empty within the deadline (the executor's deadline
+    releases while the client still waits and retries), and the run ends with one sentence."""
+    import os
+    import signal
+
+    from controllers import PynputExecutor, ScreenCapture, SafetyConfig, WindowNotFoundError
+    from games.window import WindowProcess
+    from planner import run_realtime
+    title, deadline, interval = "framepilot serve fault", 0.5, 0.1
+    remote = RemoteWorldModel(server.url + "?split=0&retries=1&timeout=1", token=TOKEN)
+    agent = Agent(remote, ARROWS, PlannerConfig(rollouts=4, seed=0))
+    for _ in range(3):  # warm: the game's clock runs from the window's first frame (24 steps, 2.4 s)
+        agent.decide(clip_of()[0])
+    window = WindowProcess("reach", seed=135, mode="realtime", scale=2, title=title, max_seconds=60,
+                           position=(200, 150))
+    samples, steps, killed = [], [], []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            samples.append((time.monotonic(), bool(human.keys_down())))
+            time.sleep(0.01)
+
+    def on_step(step):
+        steps.append(time.monotonic())
+        if not killed and step.executed.keys:  # the first step that holds a key
+            killed.extend(replica_pids())
+            for pid in killed:
+                os.kill(pid, signal.SIGSTOP)
+
+    try:
+        window.wait_shown(20)
+        end = time.monotonic() + 20
+        while True:
+            try:
+                cap = ScreenCapture(window=title)
+                if cap.grab()[0].max() > 0:
+                    break
+                cap.close()
+            except WindowNotFoundError:
+                if time.monotonic() > end:
+                    raise
+            time.sleep(0.1)
+        r = cap.rect
+        human.warp(r.left + r.width // 2, r.top + r.height // 2)
+        safety = SafetyConfig(countdown=0.0, hotkeys=False, guardian=False, exit_handlers=False, status=lambda m: None)
+        executor = PynputExecutor.for_capture(cap, ARROWS, safety)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(RemoteModelError, match="did not answer") as e:
+                res = run_realtime(cap, executor, agent, ARROWS, decision_interval=interval, deadline=deadline,
+                                   max_seconds=40, on_step=on_step, should_stop=lambda: window.proc.poll() is not None)
+                print("ended without the fault:", len(steps), "steps,", res.dropped, "dropped", window.lines[-1:])
+        finally:
+            stop.set()
+            watcher.join()
+            executor.close()
+            cap.close()
+    finally:
+        window.close()
+        for pid in killed:
+            os.kill(pid, signal.SIGCONT)
+    assert killed, f"the agent never held a key in {len(steps)} steps, so the fault was never injected"
+    assert "\n" not in str(e.value) and "did not answer within 1 s" in str(e.value)
+    assert time.monotonic() - t0 < 40
+    last = steps[-1]  # the last decision acted on; the next frame was grabbed within one interval
+    late = [t - last for t, down in samples if down and t > last + interval + deadline + 0.3]
+    assert not late, f"a key was still down {max(late):.2f} s after the last decision"
+    assert any(down for t, down in samples if last < t <= last + 0.2), "no key was down when the server stopped"
+    assert not human.keys_down()
