@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     rollouts = [int(v) for v in a.rollouts.split(",")]
     agents = [int(v) for v in a.agents.split(",")]
     replicas = [int(v) for v in a.replicas.split(",")]
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     machine = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
     print(f"machine: {machine}", file=sys.stderr)
 

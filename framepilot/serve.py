@@ -238,7 +238,13 @@ class WorldModelServer:
         """The rollout request in ``body``; BadRequest (one sentence) for anything malformed or too large."""
         import numpy as np
 
-        from planner.backends.remote import CODECS, decode_frames, goal_hash, text_hash, unpack
+        from planner.backends.remote import (
+            CODECS,
+            decode_frames,
+            goal_hash,
+            text_hash,
+            unpack,
+        )
         from planner.world_model import ContextClip, GoalFrame
         c = self.config
         try:
@@ -320,7 +326,7 @@ class WorldModelServer:
                 self.failures = 0
             except FramepilotError as e:
                 out.append((False, e))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- a bug or the device: a 500 with one sentence, the count for check_health
                 self.failures += 1
                 out.append((False, e))
         return out
@@ -397,8 +403,8 @@ def start(c: ServeConfig) -> Server:
 def main(c: ServeConfig) -> int:
     """``framepilot serve``: start, say where it listens and the token, serve until Ctrl-C."""
     server = start(c)
-    lines = [f"framepilot serve: {c.model} on {server.url} ({c.replicas} replica(s), "
-             f"{c.gpus_per_replica:g} GPU(s) each)"]
+    lines = [(f"framepilot serve: {c.model} on {server.url} ({c.replicas} replica(s), "
+              f"{c.gpus_per_replica:g} GPU(s) each)")]
     if server.generated:
         lines.append(f"token: {server.token}")
     else:
@@ -408,12 +414,21 @@ def main(c: ServeConfig) -> int:
         lines.append(f"note: listening on {c.host}: screen frames from every agent cross the network unencrypted; "
                      "use an SSH tunnel or a private network")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started it with SIGINT ignored
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)  # a service manager's stop, a closed terminal: shut Serve and Ray down too
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        print("framepilot serve: stopping", file=sys.stderr, flush=True)
         server.stop()
     print("framepilot serve: stopped", file=sys.stderr)
     return 0

@@ -18,13 +18,13 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="the serve tests need Ray Serve: pip install '.[test,serve]'")
 
-import games  # noqa: E402
-from framepilot.errors import RemoteModelError, ServeError  # noqa: E402
-from overlays import NOOP, Layout, render_overlay  # noqa: E402
-from planner import Agent, ContextClip, GoalFrame, PlannerConfig  # noqa: E402
-from planner.backends import load_world_model  # noqa: E402
-from planner.backends.remote import RemoteWorldModel, chunk_seed, pack  # noqa: E402
-from planner.loop import run_episode_sync  # noqa: E402
+import games
+from framepilot.errors import RemoteModelError, ServeError
+from overlays import NOOP, Layout, render_overlay
+from planner import Agent, ContextClip, GoalFrame, PlannerConfig
+from planner.backends import load_world_model
+from planner.backends.remote import RemoteWorldModel, chunk_seed, pack
+from planner.loop import run_episode_sync
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token-not-secret"
@@ -78,6 +78,46 @@ def raw(server, method, path, body=None, token=TOKEN, headers=None):
     data = r.read()
     conn.close()
     return r.status, data
+
+
+def test_framepilot_serve_prints_where_and_a_token_and_stops_on_sigterm():
+    """The command itself, first in the module (before the shared server starts): a generated token,
+    printed; a client with it plays, one without is refused; SIGTERM shuts Serve and Ray down."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FRAMEPILOT_TOKEN"}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "run_agent", "serve", "--port", str(port), "--num-cpus", "2"],
+                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        end = time.monotonic() + 120
+        while not any(line.startswith("token: ") for line in lines) and time.monotonic() < end:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line.strip())
+        token = next(line.split(" ", 1)[1] for line in lines if line.startswith("token: "))
+        assert f"framepilot serve: bundled on http://127.0.0.1:{port} (1 replica(s)" in lines[-2]
+        assert len(token) >= 24
+        with pytest.raises(RemoteModelError, match="401"):
+            RemoteWorldModel(f"http://127.0.0.1:{port}", token="not-" + token)
+        remote = RemoteWorldModel(f"http://127.0.0.1:{port}", token=token)
+        assert remote(clip_of()[0], n=2, seed=0).frames.shape == (2, 1, 160, 128, 3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rest = proc.communicate(timeout=60)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest = proc.communicate()[1]
+    assert proc.returncode == 0, rest[-2000:]
+    assert "framepilot serve: stopped" in rest
 
 
 def test_reach_through_the_server_matches_in_process(server, local):
@@ -270,7 +310,12 @@ def test_a_server_that_stops_mid_run_leaves_no_key_down_past_the_deadline(server
     import os
     import signal
 
-    from controllers import PynputExecutor, ScreenCapture, SafetyConfig, WindowNotFoundError
+    from controllers import (
+        PynputExecutor,
+        SafetyConfig,
+        ScreenCapture,
+        WindowNotFoundError,
+    )
     from games.window import WindowProcess
     from planner import run_realtime
     title, deadline, interval = "framepilot serve fault", 0.5, 0.1

@@ -45,7 +45,13 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from framepilot.errors import ConfigError, RemoteModelError, UnsupportedRequest
-from planner.world_model import Capabilities, ContextClip, GoalFrame, Rollouts, WorldModel
+from planner.world_model import (
+    Capabilities,
+    ContextClip,
+    GoalFrame,
+    Rollouts,
+    WorldModel,
+)
 
 MAGIC = b"FPW1"
 CONTENT_TYPE = "application/x-framepilot"
@@ -73,7 +79,7 @@ def unpack(body: bytes) -> tuple[dict, list[bytes]]:
     except ValueError:
         raise ValueError("the request header is not valid JSON") from None
     if not isinstance(header, dict):
-        raise ValueError("the request header must be a JSON object")
+        raise ValueError("the request header must be a JSON object")  # noqa: TRY004 -- callers catch ValueError
     lengths = header.get("blobs", [])
     if not isinstance(lengths, list) or not all(isinstance(v, int) and v >= 0 for v in lengths):
         raise ValueError("the request header's blobs must be a list of byte counts")
@@ -103,7 +109,7 @@ def encode_frames(frames: np.ndarray, codec: str = "png") -> bytes:
     if codec != "png":
         raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
     from PIL import Image
-    h, w = frames.shape[-3:-1]
+    w = frames.shape[-2]
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(frames.reshape(-1, w, 3))).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
