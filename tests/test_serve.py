@@ -220,12 +220,17 @@ def test_bad_requests_get_a_4xx_with_one_sentence(server):
         remote(clip, n=40)
 
 
-def test_framepilot_play_through_the_server(server, monkeypatch, capsys):
+def test_framepilot_play_and_bench_through_the_server(server, monkeypatch, capsys, tmp_path):
     from run_agent import main
     monkeypatch.setenv("FRAMEPILOT_TOKEN", TOKEN)
     assert main(["play", "--model", server.url, "--no-record", "--quiet", "--rollouts", "4"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["episodes"][0]["success"]
+    bench = tmp_path / "bench.json"
+    assert main(["bench", "--model", server.url, "--no-success", "--rollouts", "2", "--decisions", "2",
+                 "--json", str(bench)]) == 0
+    assert json.loads(bench.read_text())["model"] == server.url
+    capsys.readouterr()
     assert main(["play", "--model", server.url, "--no-record", "--quiet", "--denoise-steps", "5"]) == 2
     assert "pass --denoise-steps to framepilot serve" in capsys.readouterr().err
     monkeypatch.setenv("FRAMEPILOT_TOKEN", "wrong")
@@ -300,6 +305,37 @@ def replica_pids() -> list[int]:
         except (OSError, ValueError):
             pass
     return pids
+
+
+def test_a_replica_killed_mid_request_is_retried_on_another(server):
+    import os
+    import signal
+    clip, _ = clip_of()
+    expected = RemoteWorldModel(server.url + "?split=0", token=TOKEN)(clip, n=16, seed=21).frames
+    pids = replica_pids()
+    assert len(pids) == 2
+    models = [RemoteWorldModel(server.url + "?split=0&retries=4", token=TOKEN) for _ in range(4)]
+    results, errors = [], []
+
+    def decide(m):
+        try:
+            results.append(m(clip, n=16, seed=21).frames)
+        except Exception as e:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=decide, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)  # the requests are in flight on both replicas
+    os.kill(pids[0], signal.SIGKILL)
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    assert len(results) == 4 and all(np.array_equal(r, expected) for r in results)
+    assert sum(m.retried for m in models) >= 1, "no request was in flight on the killed replica"
+    end = time.monotonic() + 60  # Ray Serve replaces the dead replica
+    while len(replica_pids()) < 2 and time.monotonic() < end:
+        time.sleep(0.5)
 
 
 def test_a_server_that_stops_mid_run_leaves_no_key_down_past_the_deadline(server, xvfb_display, human):

@@ -235,6 +235,7 @@ class RemoteWorldModel(WorldModel):
         self._local = threading.local()
         self._known: set[str] = set()  # hashes this session has sent (the server may still ask again)
         self._pool: ThreadPoolExecutor | None = None
+        self.retried = 0  # attempts repeated after a refused connection, a timeout or a 5xx
         info = self._request("GET", f"{API}/info")
         self.info = info
         self.capabilities = capabilities_from_dict(info["capabilities"])
@@ -346,6 +347,7 @@ class RemoteWorldModel(WorldModel):
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
+                self.retried += 1
                 time.sleep(0.25 * 2 ** (attempt - 1))
             try:
                 conn = self._connection(fresh=attempt > 0)
