@@ -21,7 +21,7 @@ only the standard library on the agent's machine; Ray runs on the server alone.
   timeout or a 5xx; after that a ``RemoteModelError`` says in one sentence what happened.
 
 Options in the URL's query: ``timeout`` (seconds per attempt, default 5), ``retries`` (default 2),
-``split`` (``1``/``0``, default 1), ``codec`` (``png``/``xor``, default png). The token is never put in the URL: pass ``token=`` or set
+``patience`` (seconds to keep retrying after that, default 0), ``split`` (``1``/``0``, default 1), ``codec`` (``png``/``xor``, default png). The token is never put in the URL: pass ``token=`` or set
 ``FRAMEPILOT_TOKEN``.
 
 Wire format (both directions): ``b"FPW1"``, a 4-byte big-endian header length, a UTF-8 JSON header,
@@ -34,6 +34,7 @@ import hashlib
 import http.client
 import io
 import json
+import logging
 import os
 import struct
 import threading
@@ -57,6 +58,7 @@ MAGIC = b"FPW1"
 CONTENT_TYPE = "application/x-framepilot"
 API = "/v1"
 TOKEN_ENV = "FRAMEPILOT_TOKEN"
+log = logging.getLogger("framepilot.remote")
 
 
 # ---- wire format -------------------------------------------------------------------------------------
@@ -198,30 +200,35 @@ class RemoteWorldModel(WorldModel):
         retries: further attempts after a refused connection, a timeout or a 5xx, with backoff
             0.25 s, 0.5 s, ... (default 2, or the URL's ``retries``).
         split: split a decision's rollouts over the server's replicas (default True).
+        patience: after the retries, keep retrying (backoff up to 2 s) until this many seconds have
+            passed since the first failure, saying so once on the log (default 0, or the URL's
+            ``patience``): a server that restarts is waited for, and meanwhile the executor's
+            deadline has released every key.
     Raises:
         RemoteModelError: the server cannot be reached or refused the token (one sentence).
     """
 
     def __init__(self, url: str, token: str | None = None, timeout: float | None = None, retries: int | None = None,
-                 split: bool | None = None):
+                 split: bool | None = None, patience: float | None = None):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"a model server URL must look like http://HOST:PORT, got {url!r}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"timeout", "retries", "split", "codec"}
+        unknown = set(query) - {"timeout", "retries", "patience", "split", "codec"}
         if unknown:
             raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} in {url!r}; "
-                              "the URL takes timeout, retries, split and codec")
+                              "the URL takes timeout, retries, patience, split and codec")
         self.codec = query.get("codec", "png")
         if self.codec not in CODECS:
             raise ConfigError(f"codec in {url!r} must be one of {', '.join(CODECS)}, got {self.codec!r}")
         try:
             self.timeout = float(timeout if timeout is not None else query.get("timeout", 5.0))
             self.retries = int(retries if retries is not None else query.get("retries", 2))
+            self.patience = float(patience if patience is not None else query.get("patience", 0.0))
         except ValueError:
-            raise ConfigError(f"timeout and retries in {url!r} must be numbers") from None
-        if not self.timeout > 0 or self.retries < 0:
-            raise ConfigError(f"timeout must be positive and retries at least 0 in {url!r}")
+            raise ConfigError(f"timeout, retries and patience in {url!r} must be numbers") from None
+        if not self.timeout > 0 or self.retries < 0 or self.patience < 0:
+            raise ConfigError(f"timeout must be positive, retries and patience at least 0 in {url!r}")
         self.split = bool(split) if split is not None else query.get("split", "1") not in ("0", "false", "no")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -344,11 +351,18 @@ class RemoteWorldModel(WorldModel):
         headers = {"Authorization": f"Bearer {self.token}"}
         if body is not None:
             headers["Content-Type"] = CONTENT_TYPE
-        last = ""
-        for attempt in range(self.retries + 1):
+        last, attempt, first_failure = "", -1, None
+        while True:
+            attempt += 1
             if attempt:
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                if attempt > self.retries and now - first_failure >= self.patience:
+                    break
+                if attempt == 1 and self.patience > 0:
+                    log.warning("the model server at %s %s; retrying for up to %g s", self.url, last, self.patience)
                 self.retried += 1
-                time.sleep(0.25 * 2 ** (attempt - 1))
+                time.sleep(min(2.0, 0.25 * 2 ** (attempt - 1)))
             try:
                 conn = self._connection(fresh=attempt > 0)
                 conn.request(method, self.base + path, body=body, headers=headers)
@@ -387,9 +401,9 @@ class RemoteWorldModel(WorldModel):
                 raise RemoteModelError(f"the model server at {self.url} refused the request ({status}): {message}")
             last = f"failed the request ({status}: {message})"
             if not _retryable(data):
+                attempt += 1
                 break
-        raise RemoteModelError(f"the model server at {self.url} {last}; gave up after "
-                               f"{attempt + 1} attempt(s)")
+        raise RemoteModelError(f"the model server at {self.url} {last}; gave up after {attempt} attempt(s)")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
