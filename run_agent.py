@@ -66,7 +66,8 @@ def record(a: argparse.Namespace) -> dict:
 def _add_plan_options(p: argparse.ArgumentParser, d: PlanOptions) -> None:
     g = p.add_argument_group("planning")
     g.add_argument("--model", default=d.model, help="bundled (the shipped model), bundled:arrows, a checkpoint "
-                   "folder, a diffusers hub id, a local diffusers folder or a single .safetensors file (default: %(default)s)")
+                   "folder, a diffusers hub id, a local diffusers folder, a single .safetensors file, or http://HOST:PORT "
+                   "(a model served by framepilot serve; token in $FRAMEPILOT_TOKEN) (default: %(default)s)")
     g.add_argument("--prompt", default=d.prompt, help="text prompt (default: the game's own prompt)")
     g.add_argument("--goal", default=d.goal, help="goal image (PNG/JPEG screenshot) to steer toward (default: none)")
     g.add_argument("--goal-offset", type=float, default=d.goal_offset, help="seconds after now at which the goal "
@@ -207,7 +208,13 @@ game, and, in sync mode, the success rate over held-out episodes; writes JSON an
     pb.add_argument("--json", default=d.json, help="(default: %(default)s)")
     pb.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
 
-    for sp in (pp, ps, pr, pt, pe, pb):
+    from framepilot.serve import DESCRIPTION as serve_doc
+    from framepilot.serve import add_arguments as serve_args
+    pv = sub.add_parser("serve", help="serve a world model to agents on other machines (Ray Serve)",
+                        formatter_class=fmt, description=serve_doc)
+    serve_args(pv)
+
+    for sp in (pp, ps, pr, pt, pe, pb, pv):
         sp.add_argument("--config", default=None, help="a TOML file of settings (option names as keys)")
     return p
 
@@ -314,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
             result = bench(_config_of(BenchConfig, a))
         elif a.command == "record":
             result = record(a)
+        elif a.command == "serve":
+            from framepilot.serve import run as serve
+            return serve(a)
         elif a.command == "train":
             from training.train import config_from_args, train
             result = train(config_from_args(a))

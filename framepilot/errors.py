@@ -43,3 +43,11 @@ class AgentStopped(ControllerError):
     """The agent was stopped (hotkey, corner failsafe, closed window, limits); everything is released.
     Defined here, not in ``controllers``, so the agent loop in ``planner`` can end on it without
     importing the hardware."""
+
+
+class RemoteModelError(FramepilotError, RuntimeError):
+    """A model server (``--model http://HOST:PORT``) cannot be reached, refused the request, or failed it."""
+
+
+class ServeError(FramepilotError, RuntimeError):
+    """``framepilot serve`` cannot start: Ray is missing, the port is taken, the cluster cannot be joined."""

@@ -10,6 +10,8 @@ or folder the others did not claim. A new backend is one module and one ``regist
 - ``wan``: Wan first-last-frame (``planner.backends.wan``), text + last frame + one goal.
 - ``svd``: Stable Video Diffusion (``planner.backends.svd``), last frame only.
 - ``ltx``: LTX-Video (``planner.backends.ltx``), text + context video + goal keyframes.
+- ``remote``: ``http://HOST:PORT``, a model served by ``framepilot serve`` (``planner.backends.remote``,
+  ``RemoteWorldModel``; token: ``$FRAMEPILOT_TOKEN``).
 
 A local diffusers folder is recognised by the pipeline class in its ``model_index.json``; a hub id or
 a single ``.safetensors`` file (no hub is reached to ask) by its name.
@@ -164,7 +166,15 @@ def _load_ltx(spec, layout_name, denoise_steps, device, frame_steps):
     return LTXBackend.from_config(config, settings)
 
 
+def _load_remote(spec, layout_name, denoise_steps, device, frame_steps):
+    from planner.backends.remote import RemoteWorldModel
+    model = RemoteWorldModel(spec)
+    model.check_settings(denoise_steps=denoise_steps, frame_steps=frame_steps)
+    return model
+
+
 FAMILIES.extend([
+    Family("remote", lambda spec: spec.startswith(("http://", "https://")), _load_remote),
     Family("bundled", _is_bundled, _load_bundled),
     Family("wan", _recognises("wan"), _load_wan),
     Family("svd", _recognises("svd"), _load_svd),
