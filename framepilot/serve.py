@@ -91,15 +91,30 @@ class ServeConfig:
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
+        import math
+
         from framepilot.errors import ConfigError
-        if self.replicas < 1:
-            raise ConfigError(f"--replicas must be at least 1, got {self.replicas}")
-        if self.gpus_per_replica < 0 or self.cpus_per_replica <= 0:
-            raise ConfigError("--gpus-per-replica must be at least 0 and --cpus-per-replica positive")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
-        if self.max_rollouts < 1 or self.max_request_mb <= 0 or self.max_pixels < 1 or self.max_batch_size < 1:
-            raise ConfigError("--max-rollouts, --max-request-mb, --max-pixels and --max-batch-size must be positive")
+        from framepilot.options import MAX_DENOISE_STEPS, MAX_ROLLOUTS
+
+        def between(name, v, lo, hi, lo_open=False, none=False):
+            if v is None and none:
+                return
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+                (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number {'above' if lo_open else 'from'} "
+                                  f"{lo:g} up to {hi:g}, got {v!r}")
+        between("replicas", self.replicas, 1, 1024)
+        between("gpus_per_replica", self.gpus_per_replica, 0, 1024)
+        between("cpus_per_replica", self.cpus_per_replica, 0, 1024, lo_open=True)
+        between("port", self.port, 1, 65535)
+        between("max_rollouts", self.max_rollouts, 1, MAX_ROLLOUTS)
+        between("max_request_mb", self.max_request_mb, 0, 4096, lo_open=True)
+        between("max_pixels", self.max_pixels, 1, 2 ** 40)
+        between("max_batch_size", self.max_batch_size, 1, 1024)
+        between("num_cpus", self.num_cpus, 1, 4096, none=True)
+        between("denoise_steps", getattr(self, "denoise_steps", None), 1, MAX_DENOISE_STEPS, none=True)
+        between("frame_steps", getattr(self, "frame_steps", None), 1, MAX_DENOISE_STEPS, none=True)
         if self.model.startswith(("http://", "https://")):
             raise ConfigError("framepilot serve serves a model it loads itself; --model cannot be another server's URL")
 

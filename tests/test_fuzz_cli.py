@@ -60,12 +60,16 @@ VALID = {
              "frame_steps": _between(1, 1000), "search_horizon": _between(1, 64)},
     "bench": {"frame_steps": _between(1, 1000), "episodes": _between(1, 100_000), "decisions": _between(1, 100_000),
               "seed": _between(0, 2 ** 32 - 1)},
+    "serve": {"denoise_steps": _between(1, 1000), "frame_steps": _between(1, 1000), "replicas": _between(1, 1024),
+              "gpus_per_replica": _between(0, 1024), "cpus_per_replica": _between(0, 1024, True),
+              "port": _between(1, 65535), "max_rollouts": _between(1, 1024), "max_request_mb": _between(0, 4096, True),
+              "max_batch_size": _between(1, 1024), "num_cpus": _between(1, 4096)},
 }
 #: what the refusal of an option may call it besides its flag (the scripted recorder's own words)
 ALIASES = {("record", "episodes"): ("n_episodes",), ("record", "seed0"): ("seed ",), ("record", "noise"): ("noise",)}
 #: the arguments each subcommand's cases start from
 BASE = {"play": ["play"], "screen": ["screen", "--dry-run"], "record": ["record", "--game", "reach"],
-        "train": ["train"], "eval": ["eval"], "bench": ["bench", "--no-success"]}
+        "train": ["train"], "eval": ["eval"], "bench": ["bench", "--no-success"], "serve": ["serve"]}
 SCREEN_RECORDING = {"fps", "seconds"}  # record options that need --screen
 
 
