@@ -90,6 +90,9 @@ def _add_plan_options(p: argparse.ArgumentParser, d: PlanOptions) -> None:
                    "refinement rounds (default: %(default)s)")
     g.add_argument("--search-top-k", type=int, default=d.search_top_k, help="with --plan search: the first actions "
                    "of this many best candidates vote (default: %(default)s)")
+    g.add_argument("--search-novelty", type=float, default=d.search_novelty, help="with --plan search: the "
+                   "penalty per earlier visit of an imagined state, relative to the current distance to the goal "
+                   "(0: no memory of visits) (default: %(default)s)")
     g.add_argument("--goal-mode", default=d.goal_mode, choices=("vote", "best-of-n", "vote+best-of-n"),
                    help="how a goal image picks the action (default: %(default)s)")
     g.add_argument("--abstain-below", type=float, default=d.abstain_below, help="do nothing when fewer than this "

@@ -41,11 +41,14 @@ def main(argv=None) -> int:
     ap.add_argument("--horizon", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--holds", action="store_true")
+    ap.add_argument("--novelty", type=float, default=0.0)
+    ap.add_argument("--no-warm-start", action="store_true")
+    ap.add_argument("--top-k", type=int, default=1)
     ap.add_argument("--episodes", type=int, default=20)
     a = ap.parse_args(argv)
     layout = Layout.preset(games.env_class(a.game).layout_name)
     cfg = SearchConfig(candidates=a.candidates, horizon=a.horizon, rounds=a.rounds, elites=min(4, a.candidates),
-                       holds=a.holds)
+                       holds=a.holds, novelty=a.novelty, warm_start=not a.no_warm_start, top_k=a.top_k)
     wins, t0 = [], time.time()
     for i in range(a.episodes):
         env = games.make(a.game)

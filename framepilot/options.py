@@ -58,6 +58,7 @@ OPTIONS: dict[str, Spec] = {
     "model": Spec("str"), "out": Spec("str"), "prompt": Spec("str", none=True), "goal": Spec("str", none=True),
     "vote": Spec("str"), "goal_mode": Spec("str"), "plan": Spec("str"),
     "search_horizon": Spec("int", 1, 64), "search_rounds": Spec("int", 0, 16), "search_top_k": Spec("int", 1, MAX_ROLLOUTS),
+    "search_novelty": Spec("float", 0, 100),
     "record": Spec("bool"), "gif": Spec("bool"), "quiet": Spec("bool"),
     # play
     "game": Spec("str"), "mode": Spec("str"), "real_window": Spec("bool"),

@@ -42,6 +42,7 @@ class PlanOptions:
     search_horizon: int = 3
     search_rounds: int = 0
     search_top_k: int = 1
+    search_novelty: float = 0.2
     goal_mode: str = "vote"
     abstain_below: float = 0.0
     seed: int = DEFAULT_SEED
@@ -140,7 +141,8 @@ def make_agent(c: PlanOptions, model, layout, prompt, goals):
     if c.plan == "search":
         from planner.search import SearchConfig
         search = SearchConfig(candidates=c.rollouts, horizon=c.search_horizon, rounds=c.search_rounds,
-                              elites=min(4, c.rollouts), top_k=c.search_top_k)
+                              elites=min(4, c.rollouts), top_k=c.search_top_k,
+                              novelty=c.search_novelty)
     cfg = PlannerConfig(rollouts=c.rollouts, decision_horizon=c.decision_horizon, rollout_length=c.rollout_length,
                         vote=c.vote, abstain_below=c.abstain_below, goal_mode=c.goal_mode, seed=c.seed,
                         plan=c.plan, search=search)

@@ -137,12 +137,21 @@ class Agent:
             from planner.search import vocabulary
             vocabulary(layout)  # a layout it cannot plan over is said now
         self.last_search = None
+        self.memory = None
+        if self.config.plan == "search":
+            from planner.search import SearchMemory
+            self.memory = SearchMemory()
         shape = self.goals[0].image.shape if self.goals else (16, 16, 3)
         probe = ContextClip(np.zeros((1, *shape), np.uint8), cap.native_fps)
         model.check_request(probe, self.config.rollouts, self.rollout_length(), self.prompt, self.model_goals)
         model.prepare(self.prompt)  # before the agent takes over: the first decision is not slower
         self.decisions = 0
         self.last_rollouts = None
+
+    def reset(self) -> None:
+        """Forget the episode: the search planner's visits and plan (the loop calls it when a run starts)."""
+        if self.memory is not None:
+            self.memory.reset()
 
     @property
     def fps(self) -> float:
@@ -206,7 +215,7 @@ class Agent:
         from planner.world_model import Rollouts
         goal = max(self.goals, key=lambda g: g.offset)
         decision, result = search(self.model, self.layout, context, goal, self.config.search, self.prompt,
-                                  self.model_goals, seed)
+                                  self.model_goals, seed, memory=self.memory)
         self.last_search = result
         self.last_rollouts = Rollouts(result.frames, self.model.capabilities.native_fps)
         return decision

@@ -342,6 +342,8 @@ def run(capture: Capture, executor: Executor, agent: Agent, layout: Layout, paci
     if max_seconds is not None and not (np.isfinite(max_seconds) and max_seconds > 0):
         raise ConfigError(f"max_seconds must be a positive number of seconds, got {max_seconds}")
     buffer = ContextBuffer(pacing.context_fps(agent), agent.config.context_seconds)
+    if hasattr(agent, "reset"):
+        agent.reset()  # a run is an episode: the planner's memory starts empty
     executed = NOOP  # held during the interval that ends at the next grab
     decisions, timings, executed_all = [], [], []
     dropped = steps = 0

@@ -59,6 +59,14 @@ class SearchConfig:
         step_cost: added to a candidate's score per frame before its best frame.
         holds: the first round's sequences are two holds (a key for a random number of frames, then
             another key); False (default): every frame's action drawn independently.
+        novelty: the penalty per earlier visit (``SearchMemory``) added to an imagined frame's
+            distance, in units of the current frame's distance to the goal (0: no memory; default 0.2). A
+            planner that only looks ``horizon`` frames ahead stops where every short route leads
+            away from the goal (against a maze wall); with the penalty the states it keeps
+            returning to grow worse until a way round scores better (count-based exploration,
+            as in real-time heuristic search).
+        warm_start: the last decision's best sequence, shifted one frame, is a candidate of the
+            next decision (the plan is kept unless a better one is imagined).
     """
 
     candidates: int = 16
@@ -68,6 +76,8 @@ class SearchConfig:
     top_k: int = 1
     step_cost: float = 0.001
     holds: bool = False
+    novelty: float = 0.2
+    warm_start: bool = True
 
     def __post_init__(self):
         for name, lo in (("candidates", 1), ("horizon", 1), ("rounds", 0), ("elites", 1), ("top_k", 1)):
@@ -77,8 +87,10 @@ class SearchConfig:
         if self.top_k > self.candidates or self.elites > self.candidates:
             raise ConfigError(f"search top_k ({self.top_k}) and elites ({self.elites}) must not exceed candidates "
                               f"({self.candidates})")
-        if not (np.isfinite(self.step_cost) and self.step_cost >= 0):
-            raise ConfigError(f"search step_cost must be zero or positive, got {self.step_cost}")
+        for name in ("step_cost", "novelty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v >= 0):
+                raise ConfigError(f"search {name} must be zero or a positive number, got {v!r}")
 
 
 def _holds(v: int, h: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -150,6 +162,78 @@ def goal_distance(frames: np.ndarray, goal: np.ndarray, layout: Layout, now: np.
     return d
 
 
+def _pixel_features(frames: np.ndarray, layout: Layout) -> np.ndarray:
+    """(n, D) 4x4 block means of the game areas (the overlay strip left out): what a model without
+    features of its own is remembered by."""
+    H, W = frames.shape[1:3]
+    rows = H - layout.strip_height(W)
+    f = max(1, min(4, rows, W))
+    rows -= rows % f
+    x = frames[:, :rows, :W - W % f].astype(np.float32)
+    return x.reshape(x.shape[0], rows // f, f, (W - W % f) // f, f, 3).mean(axis=(2, 4)).reshape(x.shape[0], -1)
+
+
+class SearchMemory:
+    """What one episode's search remembers: the states it has been in (their features) with how often,
+    and its last best plan.
+
+    A state matches a remembered one when their features (mean absolute difference) are closer than
+    ``match`` times the median distance between consecutive real states that differed by more than 5%
+    of the distance to the goal (one move, as this game moves); before any move was seen, closer than ``match`` times the current state's
+    distance to the goal divided by 8. At most ``capacity`` states are kept (the oldest go).
+    """
+
+    def __init__(self, match: float = 0.5, capacity: int = 512):
+        self.match, self.capacity = float(match), int(capacity)
+        self.keys: list[np.ndarray] = []
+        self.counts: list[int] = []
+        self.steps: list[float] = []
+        self.last: np.ndarray | None = None
+        self.plan: np.ndarray | None = None  # vocabulary indices of the last best sequence
+
+    def reset(self) -> None:
+        self.__init__(self.match, self.capacity)
+
+    def tolerance(self, goal_distance: float) -> float:
+        if self.steps:
+            return self.match * float(np.median(self.steps))
+        return self.match * goal_distance / 8
+
+    def _nearest(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.stack(self.keys)
+        d = np.abs(feats[:, None] - keys[None]).mean(axis=2)
+        i = d.argmin(axis=1)
+        return i, d[np.arange(len(feats)), i]
+
+    def observe(self, feat: np.ndarray, goal_distance: float) -> None:
+        """Count a visit to the real state with features ``feat``."""
+        if self.last is not None:
+            moved = float(np.abs(feat - self.last).mean())
+            if moved > 0.05 * goal_distance:  # a move (a state unchanged differs by noise at most)
+                self.steps.append(moved)
+                self.steps = self.steps[-64:]
+        self.last = feat
+        if self.keys:
+            i, d = self._nearest(feat[None])
+            if d[0] < self.tolerance(goal_distance):
+                self.counts[int(i[0])] += 1
+                return
+        self.keys.append(feat)
+        self.counts.append(1)
+        if len(self.keys) > self.capacity:
+            self.keys.pop(0)
+            self.counts.pop(0)
+
+    def visits(self, feats: np.ndarray, goal_distance: float) -> np.ndarray:
+        """(n,) how often each of ``feats`` was visited (its nearest remembered state's count, 0 when none
+        matches)."""
+        if not self.keys:
+            return np.zeros(len(feats))
+        i, d = self._nearest(feats)
+        counts = np.asarray(self.counts, float)[i]
+        return np.where(d < self.tolerance(goal_distance), counts, 0.0)
+
+
 @dataclass
 class SearchResult:
     """The candidates of one decision (for recordings): their actions, scores, and the chosen one."""
@@ -168,9 +252,10 @@ class SearchResult:
 
 
 def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFrame, cfg: SearchConfig,
-           prompt: str | None = None, model_goals: tuple[GoalFrame, ...] = (), seed: int | None = None
-           ) -> tuple[Decision, SearchResult]:
-    """One search decision: ``(Decision, SearchResult)``."""
+           prompt: str | None = None, model_goals: tuple[GoalFrame, ...] = (), seed: int | None = None,
+           memory: SearchMemory | None = None) -> tuple[Decision, SearchResult]:
+    """One search decision: ``(Decision, SearchResult)``. ``memory`` (one per episode) carries the
+    visits and the plan from decision to decision."""
     vocab = vocabulary(layout)
     fps = model.capabilities.native_fps
     length = cfg.horizon / fps
@@ -180,7 +265,17 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
     probs = np.full((h, len(vocab)), 1.0 / len(vocab))
     timings = {"model": 0.0, "score": 0.0}
     best = None
-    goal_feats = None
+    now = context.frames[-1]
+    model_feats = model.features(np.stack([now, goal.image]))
+    own = model_feats is not None
+
+    def feats_of(frames):
+        return model.features(frames) if own else _pixel_features(frames, layout)
+
+    now_goal = model_feats if own else _pixel_features(np.stack([now, goal.image]), layout)
+    now_d = max(float(np.abs(now_goal[0] - now_goal[1]).mean()), 1e-9)  # the current frame's distance
+    if memory is not None and cfg.novelty > 0:
+        memory.observe(now_goal[0], now_d)
     for r in range(cfg.rounds + 1):
         if r == 0 and cfg.holds:  # two holds: one key for a frames, then another for the rest
             idx = _holds(len(vocab), h, cfg.candidates, rng)
@@ -189,6 +284,9 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         if r == 0:  # distinct first actions: every one at least once when there are enough candidates
             k = min(cfg.candidates, len(vocab))
             idx[:k, 0] = np.arange(k) if k == len(vocab) else rng.permutation(len(vocab))[:k]
+            if cfg.warm_start and memory is not None and memory.plan is not None and cfg.candidates > k \
+                    and len(memory.plan) == h:  # the last plan, one frame on
+                idx[k] = np.append(memory.plan[1:], rng.integers(len(vocab)))
         seqs = [[vocab[i] for i in row] for row in idx]
         t0 = time.perf_counter()
         rollouts = model(context, n=cfg.candidates, rollout_length=length, prompt=prompt, goals=model_goals,
@@ -197,13 +295,13 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         frames = rollouts.frames[:, :upto]
         n, f = frames.shape[:2]
         flat = frames.reshape(n * f, *frames.shape[2:])
-        feats = model.features(flat)
-        if feats is not None:  # the model's own features: where things are, as it sees them
-            if goal_feats is None:
-                goal_feats = model.features(goal.image[None])
-            d = np.abs(feats - goal_feats).mean(axis=1).reshape(n, f)
+        feats = feats_of(flat) if (own or (memory is not None and cfg.novelty > 0)) else None
+        if own:  # the model's own features: where things are, as it sees them
+            d = np.abs(feats - model_feats[1]).mean(axis=1).reshape(n, f) / now_d
         else:
-            d = goal_distance(flat, goal.image, layout, now=context.frames[-1]).reshape(n, f)
+            d = goal_distance(flat, goal.image, layout, now=now).reshape(n, f)
+        if memory is not None and cfg.novelty > 0:
+            d = d + cfg.novelty * memory.visits(feats, now_d).reshape(n, f)
         d = d + cfg.step_cost * np.arange(f)[None]
         scores, best_frame = d.min(axis=1), d.argmin(axis=1)
         timings["model"] += t1 - t0
@@ -213,7 +311,7 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         result = SearchResult([list(s) for s in seqs], [float(s) for s in scores], [int(b) for b in best_frame],
                               int(np.argmin(scores)), rounds=r + 1, frames=rollouts.frames)
         if best is None or min(result.scores) <= min(best.scores):
-            best = result
+            best, best_idx = result, idx
         if r < cfg.rounds:  # resample around the elites
             elite = np.argsort(scores)[:cfg.elites]
             counts = np.stack([np.bincount(idx[elite, t], minlength=len(vocab)) for t in range(h)]).astype(float)
@@ -227,6 +325,8 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         top = max(set(keys), key=lambda k: (keys.count(k), -keys.index(k)))
         chosen = int(order[keys.index(top)])
     best.chosen = chosen
+    if memory is not None:
+        memory.plan = best_idx[chosen].copy()
     action = best.candidates[chosen][0]
     firsts = [c[0] for c in best.candidates]
     agree = sum(a.keys == action.keys for a in firsts) / len(firsts)

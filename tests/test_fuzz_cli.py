@@ -44,6 +44,7 @@ PLAN = {
     "rollout_length": _between(0.1, 60), "denoise_steps": _between(1, 1000), "frame_steps": _between(1, 1000),
     "abstain_below": _between(0, 1), "seed": _between(0, 2 ** 32 - 1), "max_steps": _between(1, 1e9),
     "search_horizon": _between(1, 64), "search_rounds": _between(0, 16), "search_top_k": _between(1, 8),  # <= --rollouts
+    "search_novelty": _between(0, 100),
 }
 #: the values each numeric option accepts (anything else must be refused)
 VALID = {
@@ -57,7 +58,8 @@ VALID = {
               "strip_batch": _between(0, 65_536), "text_keypoints": _between(0, 1024), "save_every": _between(1, 1e308),
               "threads": _between(0, 1024)},
     "eval": {"episodes": _between(2, 100_000), "seed": _between(0, 2 ** 32 - 1), "denoise_steps": _between(1, 1000),
-             "frame_steps": _between(1, 1000), "search_horizon": _between(1, 64)},
+             "frame_steps": _between(1, 1000), "search_horizon": _between(1, 64),
+             "search_novelty": _between(0, 100)},
     "bench": {"frame_steps": _between(1, 1000), "episodes": _between(1, 100_000), "decisions": _between(1, 100_000),
               "seed": _between(0, 2 ** 32 - 1)},
     "serve": {"denoise_steps": _between(1, 1000), "frame_steps": _between(1, 1000), "replicas": _between(1, 1024),

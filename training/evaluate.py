@@ -131,7 +131,8 @@ def _nearest_is_target(state: dict) -> bool:
 
 def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, rollouts=(1, 8), seed: int = 0,
                   denoise_steps: int = 3, baselines: bool = True, progress: bool = True,
-                  frame_steps: int | None = 1, plan: str = "vote", search_horizon: int = 3) -> dict:
+                  frame_steps: int | None = 1, plan: str = "vote", search_horizon: int = 3,
+                  search_novelty: float | None = None) -> dict:
     """Evaluate one game; returns the ``eval`` JSON record of issue 7 for it (``plan``: the planner,
     ``vote`` or ``search`` with ``rollouts`` candidates of ``search_horizon`` frames)."""
     import games
@@ -171,8 +172,10 @@ def evaluate_game(game: str, model_spec: str = "bundled", episodes: int = 100, r
     search = None
     if plan == "search":
         from planner.search import SearchConfig
-        search = SearchConfig(horizon=search_horizon)
+        search = SearchConfig(horizon=search_horizon) if search_novelty is None else \
+            SearchConfig(horizon=search_horizon, novelty=search_novelty)
         out["search_horizon"] = search_horizon
+        out["search_novelty"] = search.novelty
     per_colour, not_nearest = defaultdict(list), []
     for r in sorted(rollouts, reverse=True):
         n = episodes if r == top else small
@@ -272,6 +275,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", default="vote", choices=("vote", "search"), help="the planner (default: %(default)s)")
     p.add_argument("--search-horizon", type=int, default=3, help="with --plan search: frames per candidate "
                    "(default: %(default)s)")
+    p.add_argument("--search-novelty", type=float, default=None, help="with --plan search: the penalty per "
+                   "earlier visit of an imagined state (default: planner.search.SearchConfig's)")
     p.add_argument("--json", default=None, help="write the results here")
 
 
@@ -293,11 +298,14 @@ def run(a: argparse.Namespace) -> int:
         check_value(name, getattr(a, name), Spec("int", 1, MAX_DENOISE_STEPS))
     check_value("seed", a.seed)
     check_value("search_horizon", a.search_horizon, Spec("int", 1, 64))
+    if a.search_novelty is not None:
+        check_value("search_novelty", a.search_novelty, Spec("float", 0, 100))
     if a.json is not None and not str(a.json).strip():
         raise ConfigError("--json must be a path, got an empty string")
     result = evaluate((a.game,) if a.game else None, model_spec=a.model, episodes=a.episodes,
                       rollouts=rollouts, seed=a.seed, denoise_steps=a.denoise_steps, baselines=not a.no_baselines,
-                      frame_steps=a.frame_steps, plan=a.plan, search_horizon=a.search_horizon)
+                      frame_steps=a.frame_steps, plan=a.plan, search_horizon=a.search_horizon,
+                      search_novelty=a.search_novelty)
     text = json.dumps(result, indent=1)
     if a.json:
         from pathlib import Path
