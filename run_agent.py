@@ -54,7 +54,7 @@ def record(a: argparse.Namespace) -> dict:
                 raise UsageError(f"--size must be H,W in pixels, e.g. 128,160; got {a.size!r}") from None
         return record_human(a.out, Layout.resolve(a.layout), window=a.window, region=region, fps=a.fps,
                             seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen", live=True,
-                            overwrite=a.overwrite)
+                            overwrite=a.overwrite, fit=a.fit)
     import games
     from training.corpus import record_scripted
     if not a.game or a.game not in games.GAME_NAMES:
@@ -175,7 +175,11 @@ Record episodes in framepilot's corpus format (frames with the overlay, prompt, 
     pr.add_argument("--layout", default="arrows", help="with --screen: the keys to hear and draw (default: %(default)s)")
     pr.add_argument("--fps", type=float, default=10.0, help="with --screen: frames per second (default: %(default)s)")
     pr.add_argument("--seconds", type=float, default=None, help="with --screen: stop after this long (default: Esc only)")
-    pr.add_argument("--size", default=None, help="with --screen: H,W to store frames at (default: captured size)")
+    pr.add_argument("--size", default=None, help="with --screen: H,W of the game area frames are stored at, the "
+                    "corpus's frame contract (default: the captured size); to fine-tune a shipped model give its "
+                    "game area, 128,128 for bundled:arrows")
+    pr.add_argument("--fit", default="letterbox", choices=("letterbox", "stretch"), help="with --screen and "
+                    "--size: how the capture is brought to that size (default: %(default)s)")
     pr.add_argument("--prompt", default=None, help="with --screen: what the player was asked to do")
     pr.add_argument("--overwrite", action="store_true", help="with --screen: replace an episode (finished or "
                     "not) already in --out; without it such a folder is refused and nothing is deleted")

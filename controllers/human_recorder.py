@@ -13,7 +13,7 @@ import math
 import time
 
 from framepilot.errors import ConfigError, ControllerError
-from framepilot.frames import resize_frames
+from framepilot.frames import FrameSpec
 from overlays import NOOP, Action, render_overlay
 
 
@@ -51,7 +51,7 @@ def check_size(size: tuple[int, int], layout) -> None:
 
 
 def record(capture, listener, writer, layout, fps: float = 10.0, seconds: float | None = None,
-           size: tuple[int, int] | None = None, ready=None, progress=None) -> dict:
+           size: tuple[int, int] | None = None, ready=None, progress=None, fit: str = "letterbox") -> dict:
     """Record until the listener's stop key, ``seconds``, or the window going away.
 
     Args:
@@ -60,8 +60,11 @@ def record(capture, listener, writer, layout, fps: float = 10.0, seconds: float 
         writer: where the frames go (see the module docstring).
         layout: the overlay layout drawn on every frame.
         fps: frames per second. seconds: stop after this long (None: the stop key only).
-        size: (H, W) to store game frames at (``resize_frames``; mouse velocities are scaled to them);
-            None: ``recording_size`` of the capture.
+        size: (H, W) to store game frames at; mouse velocities are scaled to them. None:
+            ``recording_size`` of the capture. The corpus's frame contract (``FrameSpec``: this size,
+            the layout, ``fps`` and ``fit``) goes into ``meta.json`` as ``frame_spec``.
+        fit: how captured frames are brought to ``size`` (``FrameSpec.fit_game``): ``letterbox``
+            (one scale, black bars) or ``stretch``.
         ready: called once, after frame 0 (tests send input from it).
         progress: called after every frame with (seconds, frames, keys seen so far).
     Returns:
@@ -71,11 +74,13 @@ def record(capture, listener, writer, layout, fps: float = 10.0, seconds: float 
     width, height = capture.size
     out_h, out_w = size if size is not None else recording_size(height, width, layout)
     check_size((out_h, out_w), layout)
-    sx, sy = out_w / width / getattr(capture, "downscale", 1), out_h / height / getattr(capture, "downscale", 1)
+    spec = FrameSpec.of((out_h, out_w), layout, fps, fit)
+    writer.meta["frame_spec"] = spec.to_dict()
+    sx, sy = (s / getattr(capture, "downscale", 1) for s in spec.scale(height, width))
 
     def grab():
         frame, _ = capture.grab()
-        return resize_frames(frame[None], (out_h, out_w))[0]
+        return spec.fit_game(frame)
 
     seen: set[str] = set()
     last_pos = listener.pointer

@@ -135,6 +135,14 @@ def make_model(c: PlanOptions, layout):
     return model
 
 
+def fitted(capture, model):
+    """``capture`` with its frames brought to the model's frame contract (``FrameSpec``) before the
+    overlay is drawn, for a model that states one; else ``capture`` as it is."""
+    from framepilot.frames import FittedCapture
+    spec = getattr(model, "frame_spec", None)
+    return capture if spec is None else FittedCapture(capture, spec)
+
+
 def make_agent(c: PlanOptions, model, layout, prompt, goals):
     from planner import Agent, PlannerConfig
     search = None
@@ -271,7 +279,7 @@ def _play_window(c: PlayConfig, seed, layout, agent, control, out, title, model_
     with WindowProcess(c.game, seed=seed, mode=c.mode, scale=c.scale,
                        title=f"framepilot {c.game} {os.getpid()}") as win:
         # each game pixel is scale x scale screen pixels: block-averaged back, the frames are the game's own
-        cap = win.capture(downscale=c.scale)
+        cap = fitted(win.capture(downscale=c.scale), agent.model)
         try:
             r = cap.rect
             # focus follows the pointer; in a mouse game it stays where the window put the episode's start
@@ -340,8 +348,9 @@ def screen(c: ScreenConfig) -> dict:
     goal_pixels = GoalFrame.read_image(c.goal) if c.goal else None
     pacing = Realtime(c.decision_interval, c.deadline)
     # the screen first: no display, a region off the screen or no such window is said before the model loads
-    with ScreenCapture(region=region, window=c.window, include_pointer=layout.has_mouse) as cap:
+    with ScreenCapture(region=region, window=c.window, include_pointer=layout.has_mouse) as screen_cap:
         model = make_model(c, layout)
+        cap = fitted(screen_cap, model)  # the frames the model trained on: its game area, then the overlay
         frame, _ = cap.grab()
         goals = (GoalFrame.from_image(goal_pixels, frame.shape[:2], layout, c.goal_offset),) if c.goal else ()
         agent = make_agent(c, model, layout, c.prompt, goals)

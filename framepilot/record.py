@@ -15,7 +15,8 @@ import time
 def record_human(out_dir, layout, *, window: str | None = None, region: tuple[int, int, int, int] | None = None,
                  monitor: int | None = None, fps: float = 10.0, seconds: float | None = None,
                  size: tuple[int, int] | None = None, prompt: str | None = None, game: str = "screen",
-                 stop_key: str = "esc", ready=None, live: bool = False, overwrite: bool = False) -> dict:
+                 stop_key: str = "esc", ready=None, live: bool = False, overwrite: bool = False,
+                 fit: str = "letterbox") -> dict:
     """Record one episode of a person playing; returns its meta dict.
 
     Args:
@@ -26,6 +27,8 @@ def record_human(out_dir, layout, *, window: str | None = None, region: tuple[in
         fps: frames per second. seconds: stop after this long (``None``: only ``stop_key`` stops).
         size: ``(height, width)`` to store game frames at (``None``: the captured size, trimmed to what
             the video encoder takes: ``controllers.human_recorder.recording_size``).
+        fit: how the capture is brought to ``size`` (``framepilot.frames.FrameSpec``): letterbox or
+            stretch.
         prompt, game: stored in ``meta.json``.
         ready: called once the listeners run and frame 0 is written (tests send input from it).
         live: print a live line (seconds, frames, keys seen) to stderr while recording.
@@ -37,6 +40,10 @@ def record_human(out_dir, layout, *, window: str | None = None, region: tuple[in
     from controllers.listener import InputListener
     from training.corpus import EpisodeWriter, refuse_existing_episode
     check_settings(fps, seconds, size, layout)  # before anything is opened
+    from framepilot.frames import FITS
+    if fit not in FITS:
+        from framepilot.errors import ConfigError
+        raise ConfigError(f"--fit must be letterbox or stretch, got {fit!r}")
     if not overwrite:
         refuse_existing_episode(out_dir)  # said before the display is even opened
     with ScreenCapture(monitor=monitor, region=region, window=window) as cap:
@@ -47,7 +54,7 @@ def record_human(out_dir, layout, *, window: str | None = None, region: tuple[in
             if live:
                 print(f"recording {cap.rect}; press {stop_key} to stop", file=sys.stderr, flush=True)
             meta = record(cap, listener, writer, layout, fps=fps, seconds=seconds, size=size, ready=ready,
-                          progress=progress)
+                          progress=progress, fit=fit)
         if progress is not None:
             progress.done()
     return meta

@@ -205,6 +205,7 @@ class FrameData:
     fps: float = 10.0
     source_shape: tuple[int, int] | None = None
     n_episodes: int = 0
+    frame_spec: dict | None = None  # framepilot.frames.FrameSpec.to_dict() of every episode
 
 
 def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None, text_encoder=None,
@@ -221,6 +222,7 @@ def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None
     fpss = {float(m["fps"]) for m in metas}
     if len(fpss) > 1:
         raise ConfigError(f"the corpus under {corpus} mixes frame rates {sorted(fpss)}; record at one fps")
+    spec = corpus_spec(corpus, metas)
     prompts = sorted({m.get("prompt") for m in metas if m.get("prompt")})
     if prompts and text_encoder is None:
         from worldmodel.text import shared_text_encoder
@@ -260,7 +262,27 @@ def build_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None
                      target=np.asarray(target), first=np.asarray(first), prompt=np.asarray(prompt),
                      goal=np.asarray(goal), game=np.asarray(game), game_names=game_names,
                      layout=metas[0]["layout"], fps=float(metas[0]["fps"]),
-                     source_shape=tuple(shape[:2]) if shape else None, n_episodes=len(metas))
+                     source_shape=tuple(shape[:2]) if shape else None, n_episodes=len(metas),
+                     frame_spec=spec.to_dict() if spec else None)
+
+
+def corpus_spec(corpus: str, metas: list[dict]):
+    """The one ``FrameSpec`` of a corpus's episodes; a corpus whose episodes were laid out differently is
+    refused (resized to one model size they would put the strip, and everything else, in different
+    places)."""
+    from framepilot.frames import FrameSpec
+    specs: dict = {}
+    for m in metas:
+        s = FrameSpec.from_meta(m)
+        key = None if s is None else (s.height, s.width, s.layout, s.strip, s.fps)
+        specs.setdefault(key, []).append((s, m["path"]))
+    if len(specs) > 1:
+        (a, pa), (b, pb) = (v[0] for v in list(specs.values())[:2])
+        say = lambda s: "no recorded frame shape" if s is None else s.describe()  # noqa: E731
+        raise ConfigError(f"the corpus under {corpus} mixes frame layouts: {pa} has {say(a)} but {pb} has "
+                         f"{say(b)}; record every episode at one --size (framepilot record --screen --size H,W) "
+                         "or train on one of them")
+    return next(iter(specs.values()))[0][0] if specs else None
 
 
 def cached_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | None, cache: str | None,
@@ -284,7 +306,7 @@ def cached_data(corpus: str, size: tuple[int, int], games: tuple[str, ...] | Non
     data = build_data(corpus, size, games, progress=progress)
     if cache:
         fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.name in
-                  ("game_names", "layout", "fps", "source_shape", "n_episodes")}
+                  ("game_names", "layout", "fps", "source_shape", "n_episodes", "frame_spec")}
         meta = {"corpus": str(corpus), "size": list(size), "games": list(games) if games else None, "fields": fields}
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no .npz suffix
@@ -362,9 +384,8 @@ def strip_rows_for(layout: dict, size: tuple[int, int], source_shape: tuple[int,
     """First row of the overlay strip at ``size``, from the recorded frame shape and the layout."""
     if source_shape is None:
         raise ConfigError("the corpus does not record its frame shape; re-record it")
-    from overlays import Layout
-    game_h = source_shape[0] - Layout.from_dict(layout).strip_height(source_shape[1])
-    return int(round(game_h * size[0] / source_shape[0]))
+    from framepilot.frames import FrameSpec
+    return FrameSpec.from_meta({"source_shape": source_shape, "layout": layout}).strip_row(size)
 
 
 def _resolve_init(init_from: str, flag: str = "--init-from") -> Path:
@@ -447,12 +468,20 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
         model = FramepilotUNet.from_pretrained(str(_resolve_init(cfg.init_from)))
         if cfg.text_keypoints is not None and cfg.text_keypoints != model.config.text_keypoints:
             model = grown(model, text_keypoints=cfg.text_keypoints)
-        if list(model.config.sample_size) != list(cfg.size) or model.config.strip_rows != strip_rows:
-            raise ConfigError(f"--init-from {cfg.init_from} works at {tuple(model.config.sample_size)} with its strip at "
-                             f"row {model.config.strip_rows}, but this corpus gives {tuple(cfg.size)} and row "
-                             f"{strip_rows}; record with the same layout and frame size")
+        from framepilot.frames import FrameSpec
         from worldmodel.checkpoints import read_metadata
         old = read_metadata(_resolve_init(cfg.init_from))
+        if list(model.config.sample_size) != list(cfg.size) or model.config.strip_rows != strip_rows:
+            theirs = FrameSpec.from_meta(old)
+            ours = FrameSpec.from_meta({"frame_spec": data.frame_spec, "source_shape": data.source_shape,
+                                        "layout": data.layout, "fps": data.fps})
+            fix = (f"record at its game area (framepilot record --screen --size {theirs.height},{theirs.width}; any "
+                   "window is letterboxed to it)" if theirs else "record with the same layout and frame size")
+            raise ConfigError(f"--init-from {cfg.init_from} works at {tuple(model.config.sample_size)} with its strip at "
+                             f"row {model.config.strip_rows} ({theirs.describe() if theirs else 'its frames'}), but this "
+                             f"corpus ({ours.describe() if ours else 'no frame shape'}) gives {tuple(cfg.size)} and row "
+                             f"{strip_rows}: {fix}, or grow a new model from it with --transfer-from "
+                             f"{cfg.init_from} --size H,W")
         if json.dumps(old.get("layout"), sort_keys=True) != json.dumps(data.layout, sort_keys=True):
             raise ConfigError(f"--init-from {cfg.init_from} was trained on layout {old.get('layout', {}).get('name')!r} "
                              f"but this corpus uses {data.layout.get('name')!r}; fine-tune on recordings with the same layout")
@@ -506,7 +535,7 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                               f"at this step (the last save in {out} is kept); lower --lr or check the corpus")
         replace_into(out, ema.save_pretrained)
         write_metadata(out, layout=data.layout, fps=data.fps, size=tuple(cfg.size), source_shape=data.source_shape,
-                       games=data.game_names, steps=step, config=asdict(cfg))
+                       games=data.game_names, steps=step, config=asdict(cfg), frame_spec=data.frame_spec)
         sd = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         sd.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
         for p, s in opt.state_dict()["state"].items():

@@ -92,9 +92,10 @@ def training_command(config: dict) -> str:
 
 
 def write_metadata(folder: str | Path, *, layout: dict, fps: float, size: tuple[int, int], source_shape, games,
-                   steps: int, config: dict) -> None:
+                   steps: int, config: dict, frame_spec: dict | None = None) -> None:
     meta = {"format": "framepilot-worldmodel", "layout": layout, "overlay_version": OVERLAY_VERSION, "fps": fps,
-            "size": list(size), "source_shape": list(source_shape) if source_shape else None, "games": list(games),
+            "size": list(size), "source_shape": list(source_shape) if source_shape else None,
+            "frame_spec": frame_spec, "games": list(games),
             "steps": steps, "training": config,
             "training_command": training_command(config)}
     atomic_write(Path(folder) / METADATA_FILE, json.dumps(meta, indent=1))

@@ -109,6 +109,8 @@ class BundledWorldModel(WorldModel):
         self.scheduler = make_scheduler()
         self.layout = Layout.from_dict(self.meta["layout"])
         self.size = tuple(self.meta["size"])
+        from framepilot.frames import FrameSpec
+        self.frame_spec = FrameSpec.from_meta(self.meta)  # what captures are brought to before the overlay
         self.k = int(self.net.config.context_frames)
         self.capabilities = Capabilities(text=True, goal_frames=True, max_goals=1, prefix_video=self.k > 1,
                                          native_fps=float(self.meta["fps"]), resize="resize", size=self.size,
