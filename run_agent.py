@@ -52,7 +52,10 @@ def record(a: argparse.Namespace) -> dict:
                 assert len(size) == 2 and min(size) > 0
             except (ValueError, AssertionError):
                 raise UsageError(f"--size must be H,W in pixels, e.g. 128,160; got {a.size!r}") from None
-        return record_human(a.out, Layout.resolve(a.layout), window=a.window, region=region, fps=a.fps,
+        if a.keys and a.layout not in (None, "arrows"):
+            raise UsageError("pass either --keys or --layout, not both")
+        layout = Layout.of_keys(a.keys.split(",")) if a.keys else Layout.resolve(a.layout)
+        return record_human(a.out, layout, window=a.window, region=region, fps=a.fps,
                             seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen", live=True,
                             overwrite=a.overwrite, fit=a.fit)
     import games
@@ -173,7 +176,10 @@ Record episodes in framepilot's corpus format (frames with the overlay, prompt, 
     pr.add_argument("--window", default=None, help="with --screen: window title")
     pr.add_argument("--region", default=None, help="with --screen: L,T,W,H")
     pr.add_argument("--layout", default="arrows", help="with --screen: the keys to hear and draw (default: %(default)s)")
-    pr.add_argument("--fps", type=float, default=10.0, help="with --screen: frames per second (default: %(default)s)")
+    pr.add_argument("--keys", default=None, help="with --screen: a layout of just these keys, e.g. up,down (the "
+                    "keys the game uses; the agent is then run with --layout keys:up,down) (default: --layout)")
+    pr.add_argument("--fps", type=float, default=None, help="with --screen: frames per second (default: the "
+                    "window's own frame rate, measured before recording starts)")
     pr.add_argument("--seconds", type=float, default=None, help="with --screen: stop after this long (default: Esc only)")
     pr.add_argument("--size", default=None, help="with --screen: H,W of the game area frames are stored at, the "
                     "corpus's frame contract (default: the captured size); to fine-tune a shipped model give its "

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
+
 from framepilot.errors import ConfigError, ControllerError
 from framepilot.frames import FrameSpec
 from overlays import NOOP, Action, render_overlay
@@ -26,6 +28,24 @@ def recording_size(height: int, width: int, layout) -> tuple[int, int]:
     if layout.strip_height(w) % 2:
         h = h - 1 if h > 16 else h + 1  # (a capture this small is stretched by a pixel instead)
     return h, w
+
+
+def measure_frame_rate(capture, seconds: float = 1.5) -> float | None:
+    """How many times a second the captured picture changes (a game's own frame rate), from grabbing
+    as fast as the capture allows for ``seconds``; None when it changed fewer than 4 times (a still
+    picture says nothing about its rate)."""
+    changes = []
+    last = None
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        frame, _ = capture.grab()
+        t = time.perf_counter()
+        if last is not None and not np.array_equal(frame, last):
+            changes.append(t)
+        last = frame
+    if len(changes) < 4:
+        return None
+    return (len(changes) - 1) / (changes[-1] - changes[0])
 
 
 def check_settings(fps: float, seconds: float | None, size: tuple[int, int] | None, layout) -> None:
@@ -87,6 +107,7 @@ def record(capture, listener, writer, layout, fps: float = 10.0, seconds: float 
     writer.add(render_overlay(grab(), NOOP, layout), NOOP, 0.0)
     if ready is not None:
         ready()
+    listener.interval()  # the first interval starts with frame 0
     t0 = time.perf_counter()
     k = 0
     stop = listener.stopped

@@ -170,14 +170,33 @@ class Layout:
         return cls.from_dict(json.loads(text), source=f"preset {name}")
 
     @classmethod
+    def of_keys(cls, keys) -> "Layout":
+        """A layout of just these keys, side by side in the order given (``keys:up,down``): the keys a
+        game uses, so that the model and the agent see no key the game ignores. The same keys in the
+        same order always give the same layout."""
+        keys = [k.strip() for k in keys if k.strip()]
+        if not keys:
+            raise LayoutError("a layout of keys needs at least one key, e.g. keys:up,down")
+        if len(keys) > 12:
+            raise LayoutError(f"a layout of keys takes at most 12 keys, got {len(keys)}; use a layout file")
+        gap = 0.02
+        w = (1.0 - gap * (len(keys) + 1)) / len(keys)
+        labels = {"left": "<", "right": ">", "up": "^", "down": "v", "space": "_"}
+        cells = tuple(Cell("key", k, labels.get(k, k[:3]), (round(gap + i * (w + gap), 4), 0.1, round(w, 4), 0.8))
+                      for i, k in enumerate(keys))
+        return cls(name="keys:" + ",".join(keys), cells=cells, source=f"keys {','.join(keys)}")
+
+    @classmethod
     def resolve(cls, name_or_path: str) -> "Layout":
-        """A preset name, or a path to a JSON layout file."""
+        """A preset name, ``keys:K1,K2,...`` (``of_keys``), or a path to a JSON layout file."""
         if name_or_path in PRESETS:
             return cls.preset(name_or_path)
+        if name_or_path and name_or_path.startswith("keys:"):
+            return cls.of_keys(name_or_path[5:].split(","))
         if name_or_path and (name_or_path.endswith(".json") or Path(name_or_path).exists()):
             return cls.from_file(name_or_path)
-        raise LayoutError(f"no layout preset named {name_or_path!r}; choose one of {', '.join(PRESETS)} "
-                          "or pass a JSON file")
+        raise LayoutError(f"no layout preset named {name_or_path!r}; choose one of {', '.join(PRESETS)}, "
+                          "keys:K1,K2 (e.g. keys:up,down) or pass a JSON file")
 
     def check_compatible(self, other: dict | "Layout", what: str = "the model") -> None:
         """Refuse a layout that differs from the one ``what`` was made with."""

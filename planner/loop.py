@@ -226,10 +226,11 @@ class Realtime:
     held since the last grab, plan, execute. The action is held from ``latency`` after the grab (a
     running estimate of grab-to-execution time) for one interval, so the overlay is read at
     ``max(decision_horizon, latency + interval / 2)``: the predicted frame whose interval holds the
-    middle of the execution interval. That horizon is bounded by ``max(decision_horizon, deadline)``:
-    a longer one would only imagine more frames for a decision that is dropped anyway, and a slow
-    decision that lengthened the next rollout would make that one slower still (unbounded, under load
-    it diverged to 32 s per decision). A decision older than ``deadline`` when it is ready is dropped:
+    middle of the execution interval. That horizon is bounded by ``decision_horizon + interval`` (one
+    interval more than the planner's own): every frame further is more to imagine, so a slow decision
+    that lengthened the next rollout made that one slower still (unbounded, under load it diverged to
+    32 s per decision; bounded by the deadline instead, a model a little too slow settled where every
+    decision took longer than the deadline and was dropped). A decision older than ``deadline`` when it is ready is dropped:
     everything is released for that step instead of acting on a stale plan.
 
     Args:
@@ -260,7 +261,7 @@ class Realtime:
 
     def horizon(self) -> float:
         wanted = max(self.decision_horizon, self.latency + self.interval / 2)
-        return min(wanted, max(self.decision_horizon, self.deadline))
+        return min(wanted, self.decision_horizon + self.interval)
 
     def stale(self, age: float) -> bool:
         return age > self.deadline

@@ -149,7 +149,8 @@ class RunRecorder:
             timings: dict | None = None, success: bool | None = None) -> None:
         """Record one step (see the module docstring)."""
         import av
-        rec = {"step": self.steps, "t": round(time.monotonic() - self.t0, 4), "executed": executed.to_dict(),
+        now = time.monotonic()  # (the system's monotonic clock: other programs' logs can be matched to it)
+        rec = {"step": self.steps, "t": round(now - self.t0, 4), "clock": round(now, 4), "executed": executed.to_dict(),
                "timings_ms": {k: round(v * 1000, 3) for k, v in (timings or {}).items()
                               if isinstance(v, (int, float)) and k not in ("latency", "horizon", "age")}}
         if decision is not None:

@@ -66,6 +66,7 @@ class TrainConfig:
         text_dropout: probability of dropping the prompt (the model also learns without one).
         ema: EMA decay of the saved weights.
         save_every: steps between checkpoints.
+        minutes: also stop (saving) after this many minutes of this run's training (None: no limit).
         threads: torch CPU threads (0: torch's default).
         init_from: start from these weights (a checkpoint folder or ``bundled:NAME``) to fine-tune.
         transfer_from: start a new model from another checkpoint of any size or layout (``transferred``).
@@ -101,6 +102,7 @@ class TrainConfig:
     text_dropout: float = 0.1
     ema: float = 0.999
     save_every: int = 500
+    minutes: float | None = None
     threads: int = 0
     init_from: str | None = None
     transfer_from: str | None = None
@@ -146,6 +148,8 @@ class TrainConfig:
         whole("threads", 0, 1024)
         whole("keypoints", 0, 1024)
         whole("text_keypoints", 0, 1024, none=True)
+        if self.minutes is not None:
+            number("minutes", 0.0, 1e6, lo_open=True)
         number("lr", 0.0, 1.0)
         number("strip_weight", 0.0, lo_open=True)
         number("text_dropout", 0.0, 1.0)
@@ -600,6 +604,12 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                                     strip=f"{np.mean([x[1] for x in losses[-50:]]):.4f}")
             if step % cfg.save_every == 0 or step == cfg.steps:
                 save()
+            elif cfg.minutes is not None and time.time() - t0 >= 60 * cfg.minutes:
+                save()
+            if cfg.minutes is not None and time.time() - t0 >= 60 * cfg.minutes:
+                if progress:
+                    print(f"\n--minutes {cfg.minutes:g} reached at step {step}; saved to {out}", file=sys.stderr)
+                break
     except KeyboardInterrupt:
         save()
         if bar is not None:
@@ -688,7 +698,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=d.batch, help="samples per step (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--size", type=_parse_size, default=d.size, help="H,W frames are resized to, strip included (default: 40,32)")
+    p.add_argument("--size", type=_parse_size, default=None, help="H,W frames are resized to, strip included "
+                   "(default: a fine-tune's checkpoint's size; 40,32 for the bundled games; else the corpus's frames "
+                   "brought to at most 96 pixels a side, see default_size)")
+    p.add_argument("--minutes", type=float, default=None, help="also stop (and save) after this many minutes of "
+                   "training; run the same command again to go on (default: no limit)")
     p.add_argument("--context-frames", type=int, default=d.context_frames, help="past frames the model sees (default: %(default)s)")
     p.add_argument("--strip-weight", type=float, default=d.strip_weight, help="loss weight of the overlay strip (default: %(default)s)")
     p.add_argument("--strip-batch", type=int, default=d.strip_batch, help="extra samples per step for the overlay "
@@ -708,9 +722,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None, help="an .npz file that keeps the decoded corpus between runs (default: none)")
 
 
+def default_size(corpus: str, init_from: str | None = None, transfer_from: str | None = None) -> tuple[int, int]:
+    """The model size (H, W), strip included, when ``--size`` is not given: a fine-tune's checkpoint's
+    own; for the bundled games' 160x128 frames 40x32 (the shipped models' size); for any other corpus
+    its frames themselves, scaled by one factor so that the longer side is at most ``NEW_GAME_SIDE``
+    pixels, each side rounded down to a multiple of 4 (the network halves it twice).
+    At 96 pixels a 2-pixel Atari ball stays visible; DIAMOND plays Atari at 64x64."""
+    if init_from:
+        from worldmodel.model import FramepilotUNet
+        return tuple(FramepilotUNet.load_config(str(_resolve_init(init_from)))["sample_size"])
+    from training.corpus import episode_dirs, read_meta
+    shapes = set()
+    try:
+        dirs = episode_dirs(corpus)[:50]
+    except ValueError:
+        return DEFAULT_SIZE  # (a missing corpus is said in one sentence when it loads)
+    for d in dirs:
+        try:
+            shape = read_meta(d).get("frame_shape")
+        except ValueError:
+            continue
+        if shape:
+            shapes.add((int(shape[0]), int(shape[1])))
+    if len(shapes) != 1:
+        return DEFAULT_SIZE  # (an empty or mixed corpus is refused with its own sentence when it loads)
+    h, w = shapes.pop()
+    if (h, w) == (160, 128):
+        return DEFAULT_SIZE
+    s = min(1.0, NEW_GAME_SIDE / max(h, w))
+    return max(8, int(h * s) // 4 * 4), max(8, int(w * s) // 4 * 4)
+
+
+NEW_GAME_SIDE = 96
+
+
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    size = tuple(a.size) if a.size else default_size(a.corpus, a.init_from, a.transfer_from)
     return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
-                       steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=tuple(a.size),
+                       steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=size, minutes=a.minutes,
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
                        threads=a.threads, init_from=a.init_from, transfer_from=a.transfer_from, device=a.device,
                        cache=a.cache,
