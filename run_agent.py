@@ -145,7 +145,9 @@ a focus guard pauses when the window loses focus, and dangerous combinations are
     d = ScreenConfig()
     ps.add_argument("--region", default=None, help="L,T,W,H in screen pixels")
     ps.add_argument("--window", default=None, help="window title (exact, else a case-insensitive part of it)")
-    ps.add_argument("--layout", default=d.layout, help=f"{', '.join(PRESETS)} or a layout JSON file (default: %(default)s)")
+    ps.add_argument("--layout", default=d.layout, help=f"{', '.join(PRESETS)}, keys:K1,K2 (e.g. keys:up,down) or a "
+                    "layout JSON file (default: the layout a framepilot checkpoint was trained with; arrows for "
+                    "other models)")
     ps.add_argument("--dry-run", action="store_true", help="send no input; log what would have been sent")
     ps.add_argument("--mouse-scale", type=float, default=d.mouse_scale,
                     help="screen pixels per pixel of the overlay's mouse velocity: the window's size over the frame "

@@ -194,6 +194,10 @@ def train(a, out: Path) -> dict:
         args += ["--transfer-from", a.transfer_from]
     if a.train_size:
         args += ["--size", a.train_size]
+    if a.channels:
+        args += ["--channels", a.channels]
+    if a.threads:
+        args += ["--threads", str(a.threads)]
     t = time.monotonic()
     summary = framepilot(*args, timeout=60 * a.train_minutes + 600)
     summary["minutes"] = round((time.monotonic() - t) / 60, 2)
@@ -237,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="80,64", help="the game area recorded (H,W; letterboxed) (default: %(default)s)")
     p.add_argument("--train-size", default=None, help="the model's H,W (default: train's own default)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--transfer-from", default="bundled:arrows")
+    p.add_argument("--transfer-from", default="bundled:arrows", help="'' for a model trained from scratch")
+    p.add_argument("--channels", default=None, help="a new model's UNet widths (train --channels)")
+    p.add_argument("--threads", type=int, default=0, help="train --threads (default: torch's)")
+    p.add_argument("--stages", default="baselines,record,train,agent", help="the stages to run now; the JSON is "
+                   "written once all four have results in --out (default: %(default)s)")
     p.add_argument("--rollouts", type=int, default=8)
     p.add_argument("--denoise-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -251,13 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     xvfb = ensure_display()
     try:
         t0 = time.monotonic()
-        base = baselines(a, out)
-        rec = record(a, out)
-        tr = train(a, out)
-        ag = agent(a, out)
+        stages = set(a.stages.split(","))
+        base = baselines(a, out) if "baselines" in stages else None
+        rec = record(a, out) if "record" in stages else None
+        tr = train(a, out) if "train" in stages else None
+        ag = agent(a, out) if "agent" in stages else None
     finally:
         if xvfb is not None:
             xvfb.terminate()
+    if ag is not None:
+        (out / "agent.json").write_text(json.dumps(ag, indent=1))
+    base = base or _load(out / "baselines.json")
+    tr = tr or _load(out / "train.json")
+    ag = ag or _load(out / "agent.json")
+    rec = rec or (record(a, out) if base and (out / "corpus").exists() else None)
+    if not (base and rec and tr and ag):
+        print(f"stages {a.stages} done; the result is written once every stage has run", file=sys.stderr)
+        return 0
     s = {k: v["per_1000"] for k, v in base.items()}
     s["agent"] = ag["score"]["per_1000"]
     margin = s["scripted"] - s["idle"]
@@ -278,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(text)
     return 0
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _cpu_name() -> str:

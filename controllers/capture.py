@@ -160,6 +160,17 @@ class ScreenCapture:
         if not shown:
             raise ControllerError(f"the window {self.title!r} was closed: open it again")
 
+    def window_closed(self) -> bool:
+        """Whether the followed window is gone or unmapped (False when no window is followed)."""
+        if self.window is None:
+            return False
+        try:
+            with self._lock:
+                self._check_window_shown()
+        except ControllerError:
+            return True
+        return False
+
     # ---- grabbing ----------------------------------------------------------------------------
     @property
     def size(self) -> tuple[int, int]:

@@ -64,7 +64,7 @@ OPTIONS: dict[str, Spec] = {
     "game": Spec("str"), "mode": Spec("str"), "real_window": Spec("bool"),
     "scale": Spec("int", 1, 16), "episodes": Spec("int", 1, 100_000),
     # screen
-    "region": Spec("str", none=True), "window": Spec("str", none=True), "layout": Spec("str"),
+    "region": Spec("str", none=True), "window": Spec("str", none=True), "layout": Spec("str", none=True),
     "dry_run": Spec("bool"), "mouse_scale": Spec("float", 0.0, 100.0, lo_open=True),
     "decision_interval": Spec("float", 0.0, MAX_DECISION_INTERVAL, lo_open=True),
     "deadline": Spec("float", 0.0, 60.0, lo_open=True),

@@ -106,7 +106,7 @@ class ScreenConfig(PlanOptions):
 
     region: str | None = None
     window: str | None = None
-    layout: str = "arrows"
+    layout: str | None = None  # None: the checkpoint's own (model_layout)
     dry_run: bool = False
     mouse_scale: float = 1.0
     decision_interval: float = 0.1
@@ -133,6 +133,22 @@ def make_model(c: PlanOptions, layout):
     if hasattr(model, "check_layout"):
         model.check_layout(layout)
     return model
+
+
+def model_layout(model: str):
+    """The layout a framepilot checkpoint was trained with (``--model`` a checkpoint folder or
+    ``bundled:NAME``), so that ``screen`` needs no ``--layout`` for it; ``arrows`` for any other model."""
+    from overlays import Layout
+    if not model.startswith("http") and (model.startswith("bundled") or Path(model).is_dir()):
+        from planner.backends.bundled import resolve_checkpoint
+        from worldmodel.checkpoints import read_metadata
+        try:
+            meta = read_metadata(resolve_checkpoint(model))
+        except (OSError, ValueError):
+            meta = {}
+        if isinstance(meta.get("layout"), dict):
+            return Layout.from_dict(meta["layout"], source=f"the checkpoint {model}")
+    return Layout.preset("arrows")
 
 
 def fitted(capture, model):
@@ -343,7 +359,7 @@ def screen(c: ScreenConfig) -> dict:
     from planner.status import LiveStatus
     from planner.world_model import GoalFrame
 
-    layout = Layout.resolve(c.layout)
+    layout = Layout.resolve(c.layout) if c.layout is not None else model_layout(c.model)
     region = Rect.parse(c.region).as_tuple() if c.region else None
     goal_pixels = GoalFrame.read_image(c.goal) if c.goal else None
     pacing = Realtime(c.decision_interval, c.deadline)
@@ -369,8 +385,9 @@ def screen(c: ScreenConfig) -> dict:
         recorder = RunRecorder(out, fps=1 / c.decision_interval, gif=c.gif) if c.record else None
         try:
             with executor, status:
+                # a window that closes ends the run there (quietly, with its summary), not at --max-seconds
                 res = run(cap, executor, agent, layout, pacing, max_steps=c.max_steps, max_seconds=c.max_seconds,
-                          on_step=step_recorder(recorder, status, agent))
+                          on_step=step_recorder(recorder, status, agent), should_stop=screen_cap.window_closed)
                 status.set_state("done")
         finally:
             if recorder is not None:

@@ -56,7 +56,7 @@ VALID = {
     "train": {"steps": _between(1, 1e7), "batch": _between(1, 65_536), "lr": _between(0, 1),
               "seed": _between(0, 2 ** 32 - 1), "context_frames": _between(1, 16), "strip_weight": _between(0, 1e308, True),
               "strip_batch": _between(0, 65_536), "text_keypoints": _between(0, 1024), "save_every": _between(1, 1e308),
-              "threads": _between(0, 1024)},
+              "threads": _between(0, 1024), "minutes": _between(0, 1e6, True)},
     "eval": {"episodes": _between(2, 100_000), "seed": _between(0, 2 ** 32 - 1), "denoise_steps": _between(1, 1000),
              "frame_steps": _between(1, 1000), "search_horizon": _between(1, 64),
              "search_novelty": _between(0, 100)},

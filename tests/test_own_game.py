@@ -165,3 +165,22 @@ def test_the_atari_chain_through_the_command_line(tmp_path):
     keys = {k for line in (tmp_path / "chain" / "corpus" / "ep_000" / "steps.jsonl").read_text().splitlines()
             for k in json.loads(line)["action"]["keys"]}
     assert keys & {"left", "right", "space"}  # the scripted player's XTEST keys were heard
+
+
+@pytest.mark.slow
+def test_screen_ends_when_its_window_closes(make_probe, human):
+    """The game window closing ends ``framepilot screen`` there, with its summary (a run once went on
+    83 s past its window's end, to --max-seconds)."""
+    import threading
+    import time
+    probe = make_probe("framepilot-closing", pos=(200, 150), size=(200, 200))
+    human.warp(*probe.center)
+    threading.Timer(6.0, probe.close).start()
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, str(ROOT / "run_agent.py"), "screen", "--window", "framepilot-closing",
+                        "--dry-run", "--max-seconds", "120", "--rollouts", "1", "--countdown", "0", "--quiet",
+                        "--no-record"], capture_output=True, text=True, timeout=200, cwd=ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert time.monotonic() - t < 60
+    assert json.loads(p.stdout[p.stdout.index("{"):])["steps"] >= 1
