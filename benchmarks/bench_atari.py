@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.atari.window import GAME_KEYS  # noqa: E402
+from benchmarks.bench_io import machine, start_xvfb  # noqa: E402
 
 FPS = 15.0  # the window's frame rate (60 Hz emulator, every 4th frame shown)
 EPISODE_SECONDS = 60.0
@@ -56,24 +56,7 @@ EPISODE_SECONDS = 60.0
 # ---- the display, the window, the player --------------------------------------------------------------
 def ensure_display() -> subprocess.Popen | None:
     """Use ``$DISPLAY``, else start ``Xvfb`` on a free display and point ``$DISPLAY`` at it."""
-    if os.environ.get("DISPLAY"):
-        return None
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        sys.exit("no X display: set DISPLAY, or install Xvfb (apt-get install xvfb)")
-    r, w = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp",
-                             "-noreset"], pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    number = b""
-    while not number.endswith(b"\n"):
-        chunk = os.read(r, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(r)
-    os.environ["DISPLAY"] = f":{int(number)}"
-    return proc
+    return None if os.environ.get("DISPLAY") else start_xvfb((1280, 800))
 
 
 class Window:
@@ -198,6 +181,7 @@ def train(a, out: Path) -> dict:
         args += ["--channels", a.channels]
     if a.threads:
         args += ["--threads", str(a.threads)]
+    args += a.train_args.split()
     t = time.monotonic()
     summary = framepilot(*args, timeout=60 * a.train_minutes + 600)
     summary["minutes"] = round((time.monotonic() - t) / 60, 2)
@@ -244,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transfer-from", default="bundled:arrows", help="'' for a model trained from scratch")
     p.add_argument("--channels", default=None, help="a new model's UNet widths (train --channels)")
     p.add_argument("--threads", type=int, default=0, help="train --threads (default: torch's)")
+    p.add_argument("--train-args", default="", help="more options for framepilot train, e.g. '--strip-batch 32'")
     p.add_argument("--stages", default="baselines,record,train,agent", help="the stages to run now; the JSON is "
                    "written once all four have results in --out (default: %(default)s)")
     p.add_argument("--rollouts", type=int, default=8)
@@ -287,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_loss": tr.get("loss"), "agent": ag, "baselines": base,
         "settings": {k: v for k, v in vars(a).items() if k not in ("json",)},
         "wall_minutes": round((time.monotonic() - t0) / 60, 2),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"{_cpu_name()}",
+        "machine": machine(),
     }
     text = json.dumps(result, indent=1)
     print(text)
@@ -300,16 +284,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -73,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                          "params_m": round(sum(q.numel() for q in net.parameters()) / 1e6, 2),
                          "pass_8_frames": infer, "train_step_batch_16": train})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    out = {"rows": rows, "threads": a.threads, "machine": f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"}
+    from benchmarks.bench_io import machine
+    out = {"rows": rows, "threads": a.threads, "machine": f"{machine()}, torch {torch.__version__}"}
     text = json.dumps(out, indent=1)
     print(text)
     if a.json:
