@@ -52,9 +52,9 @@ def record(a: argparse.Namespace) -> dict:
                 assert len(size) == 2 and min(size) > 0
             except (ValueError, AssertionError):
                 raise UsageError(f"--size must be H,W in pixels, e.g. 128,160; got {a.size!r}") from None
-        if a.keys and a.layout not in (None, "arrows"):
+        if a.keys and a.layout is not None:
             raise UsageError("pass either --keys or --layout, not both")
-        layout = Layout.of_keys(a.keys.split(",")) if a.keys else Layout.resolve(a.layout)
+        layout = Layout.of_keys(a.keys.split(",")) if a.keys else Layout.resolve(a.layout or "arrows")
         return record_human(a.out, layout, window=a.window, region=region, fps=a.fps,
                             seconds=a.seconds, size=size, prompt=a.prompt, game=a.game or "screen", live=True,
                             overwrite=a.overwrite, fit=a.fit)
@@ -177,7 +177,7 @@ Record episodes in framepilot's corpus format (frames with the overlay, prompt, 
     pr.add_argument("--screen", action="store_true", help="record a person playing on the real screen (Esc stops)")
     pr.add_argument("--window", default=None, help="with --screen: window title")
     pr.add_argument("--region", default=None, help="with --screen: L,T,W,H")
-    pr.add_argument("--layout", default="arrows", help="with --screen: the keys to hear and draw (default: %(default)s)")
+    pr.add_argument("--layout", default=None, help="with --screen: the keys to hear and draw (default: arrows)")
     pr.add_argument("--keys", default=None, help="with --screen: a layout of just these keys, e.g. up,down (the "
                     "keys the game uses; the agent is then run with --layout keys:up,down) (default: --layout)")
     pr.add_argument("--fps", type=float, default=None, help="with --screen: frames per second (default: the "

@@ -41,13 +41,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.atari.window import GAME_KEYS  # noqa: E402
-from benchmarks.bench_io import machine, start_xvfb  # noqa: E402
+from benchmarks.bench_io import machine, print_json, start_xvfb  # noqa: E402
+from framepilot.atomic import atomic_write  # noqa: E402
 
 FPS = 15.0  # the window's frame rate (60 Hz emulator, every 4th frame shown)
 EPISODE_SECONDS = 60.0
@@ -136,16 +136,20 @@ def baselines(a, out: Path) -> dict:
             pl.wait(timeout=a.baseline_seconds + 60)
         res[policy] = score(log)
         print(f"baseline {policy}: {res[policy]['per_1000']} per 1000 frames", file=sys.stderr, flush=True)
-    path.write_text(json.dumps(res, indent=1))
+    atomic_write(path, json.dumps(res, indent=1))
     return res
+
+
+def recorded(corpus: Path) -> tuple[int, float]:
+    """(finished episodes, seconds of play) in ``corpus``."""
+    done = [p for p in corpus.glob("ep_*") if (p / "meta.json").exists()]
+    return len(done), sum(json.loads((p / "meta.json").read_text())["n_frames"] / FPS for p in done)
 
 
 def record(a, out: Path) -> dict:
     corpus = out / "corpus"
     keys = ",".join(GAME_KEYS[a.game])
-    done = sorted(p for p in corpus.glob("ep_*") if (p / "meta.json").exists())
-    seconds = sum(json.loads((p / "meta.json").read_text())["n_frames"] / FPS for p in done)
-    i = len(done)
+    i, seconds = recorded(corpus)
     while seconds < 60 * a.record_minutes - 1e-6:
         length = min(EPISODE_SECONDS, 60 * a.record_minutes - seconds)
         ep = corpus / f"ep_{i:03d}"
@@ -185,7 +189,7 @@ def train(a, out: Path) -> dict:
     t = time.monotonic()
     summary = framepilot(*args, timeout=60 * a.train_minutes + 600)
     summary["minutes"] = round((time.monotonic() - t) / 60, 2)
-    stamp.write_text(json.dumps(summary, indent=1))
+    atomic_write(stamp, json.dumps(summary, indent=1))
     return summary
 
 
@@ -253,11 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         if xvfb is not None:
             xvfb.terminate()
     if ag is not None:
-        (out / "agent.json").write_text(json.dumps(ag, indent=1))
+        atomic_write(out / "agent.json", json.dumps(ag, indent=1))
     base = base or _load(out / "baselines.json")
     tr = tr or _load(out / "train.json")
     ag = ag or _load(out / "agent.json")
-    rec = rec or (record(a, out) if base and (out / "corpus").exists() else None)
+    if rec is None:  # read, never recorded here: the display is gone
+        episodes, seconds = recorded(out / "corpus")
+        if seconds >= 60 * a.record_minutes - 1e-6:
+            rec = {"episodes": episodes, "minutes": round(seconds / 60, 2), "keys": ",".join(GAME_KEYS[a.game])}
     if not (base and rec and tr and ag):
         print(f"stages {a.stages} done; the result is written once every stage has run", file=sys.stderr)
         return 0
@@ -274,11 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_minutes": round((time.monotonic() - t0) / 60, 2),
         "machine": machine(),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(text)
+    print_json(result, a.json)
     return 0
 
 
@@ -287,5 +290,4 @@ def _load(path: Path) -> dict | None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     sys.exit(main())

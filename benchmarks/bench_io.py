@@ -36,6 +36,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
+def print_json(result: dict, path: str | None = None) -> None:
+    """Print ``result`` as JSON, and write it to ``path`` (atomically) when one is given."""
+    import json
+
+    from framepilot.atomic import atomic_write
+    text = json.dumps(result, indent=1)
+    print(text)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
+
+
 def start_xvfb(size=(1920, 1080)):
     xvfb = shutil.which("Xvfb")
     if xvfb is None:

@@ -71,13 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                          "params_m": round(sum(q.numel() for q in net.parameters()) / 1e6, 2),
                          "pass_8_frames": infer, "train_step_batch_16": train})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    from benchmarks.bench_io import machine
-    out = {"rows": rows, "threads": a.threads, "machine": f"{machine()}, torch {torch.__version__}"}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(text)
+    from benchmarks.bench_io import machine, print_json
+    print_json({"rows": rows, "threads": a.threads, "machine": f"{machine()}, torch {torch.__version__}"}, a.json)
     return 0
 
 

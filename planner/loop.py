@@ -230,8 +230,8 @@ class Realtime:
     interval more than the planner's own): every frame further is more to imagine, so a slow decision
     that lengthened the next rollout made that one slower still (unbounded, under load it diverged to
     32 s per decision; bounded by the deadline instead, a model a little too slow settled where every
-    decision took longer than the deadline and was dropped). A decision older than ``deadline`` when it is ready is dropped:
-    everything is released for that step instead of acting on a stale plan.
+    decision took longer than the deadline and was dropped). A decision older than ``deadline`` when
+    it is ready is dropped: everything is released for that step instead of acting on a stale plan.
 
     Args:
         interval: seconds between decisions.

@@ -108,6 +108,7 @@ def _c(argv, *expect, env=None):
 HAND_CASES = [
     # text options and combinations
     _c(["pong"], "invalid choice"), _c(["play", "--nope"], "--nope"), _c(["play", "--rollouts"], "--rollouts"),
+    _c(["record", "--screen", "--keys", "up,down", "--layout", "arrows", "--out", "/nonexistent/ep"], "--keys or --layout"),
     _c(["play", "--game", "pong"], "'pong'"), _c(["play", "--game="], "''"), _c(["play", "--mode", "x"], "--mode"),
     _c(["play", "--vote", "x"], "--vote"), _c(["play", "--goal-mode", "best-of-n"], "--goal"),
     _c(["play", "--mode", "realtime"], "--real-window"), _c(["play", "--rollout-length", "0.05"], "--rollout-length"),

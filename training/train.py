@@ -606,11 +606,10 @@ def train(cfg: TrainConfig, progress: bool = True, data: FrameData | None = None
                         more["budget_left"] = f"{int(left // 60)}:{int(left % 60):02d}"
                     bar.set_postfix(loss=f"{np.mean([x[0] for x in losses[-50:]]):.4f}",
                                     strip=f"{np.mean([x[1] for x in losses[-50:]]):.4f}", **more)
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            out_of_time = cfg.minutes is not None and time.time() - t0 >= 60 * cfg.minutes
+            if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
                 save()
-            elif cfg.minutes is not None and time.time() - t0 >= 60 * cfg.minutes:
-                save()
-            if cfg.minutes is not None and time.time() - t0 >= 60 * cfg.minutes:
+            if out_of_time:
                 if progress:
                     print(f"\n--minutes {cfg.minutes:g} reached at step {step}; saved to {out}", file=sys.stderr)
                 break
@@ -735,7 +734,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None, help="an .npz file that keeps the decoded corpus between runs (default: none)")
 
 
-def default_size(corpus: str, init_from: str | None = None, transfer_from: str | None = None) -> tuple[int, int]:
+def default_size(corpus: str, init_from: str | None = None) -> tuple[int, int]:
     """The model size (H, W), strip included, when ``--size`` is not given: a fine-tune's checkpoint's
     own; for the bundled games' 160x128 frames 40x32 (the shipped models' size); for any other corpus
     its frames themselves, scaled by one factor so that the longer side is at most ``NEW_GAME_SIDE``
@@ -770,10 +769,10 @@ NEW_GAME_SIDE = 96
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
-    size = tuple(a.size) if a.size else default_size(a.corpus, a.init_from, a.transfer_from)
+    size = tuple(a.size) if a.size else default_size(a.corpus, a.init_from)
+    widths = {"block_out_channels": _parse_channels(a.channels)} if a.channels else {}  # else TrainConfig's
     return TrainConfig(corpus=a.corpus, out=a.out, games=tuple(a.games.split(",")) if a.games else None,
-                       steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=size, minutes=a.minutes,
-                       block_out_channels=_parse_channels(a.channels) if a.channels else (32, 64, 64),
+                       steps=a.steps, batch=a.batch, lr=a.lr, seed=a.seed, size=size, minutes=a.minutes, **widths,
                        context_frames=a.context_frames, strip_weight=a.strip_weight, save_every=a.save_every,
                        threads=a.threads, init_from=a.init_from, transfer_from=a.transfer_from, device=a.device,
                        cache=a.cache,
