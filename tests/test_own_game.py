@@ -191,3 +191,33 @@ def test_screen_ends_when_its_window_closes(make_probe, human, tmp_path):
     assert p.returncode == 0, err[-2000:]
     assert time.monotonic() - t < 30  # not --max-seconds
     assert json.loads(out[out.index("{"):])["steps"] >= 1
+
+
+@pytest.mark.slow
+def test_the_atari_player_releases_its_keys_when_terminated(xvfb_display):
+    """bench_atari.py ends a recording's scripted player with SIGTERM; the Up it holds in Freeway must
+    not stay held on the display (it did, before SIGTERM unwound its ``finally``)."""
+    pytest.importorskip("ale_py")
+    import time
+
+    import Xlib.display
+    env = {**os.environ, "DISPLAY": xvfb_display}
+    win = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "atari" / "window.py"), "freeway", "--title",
+                            "held-test", "--seconds", "30"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        win.stdout.readline()
+        time.sleep(0.5)
+        pl = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "atari" / "player.py"), "freeway", "--window",
+                               "held-test", "--seconds", "30", "--noise", "0"], env=env)
+        d = Xlib.display.Display(xvfb_display)
+        end = time.monotonic() + 20
+        while not any(d.query_keymap()) and time.monotonic() < end:  # the player holds Up
+            time.sleep(0.1)
+        assert any(d.query_keymap()), "the player never pressed a key"
+        pl.terminate()
+        pl.wait(timeout=10)
+        assert not any(d.query_keymap())
+        d.close()
+    finally:
+        win.terminate()
+        win.wait(timeout=10)

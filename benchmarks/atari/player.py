@@ -14,6 +14,7 @@ It reads nothing but the screen.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     from controllers import ScreenCapture
     rng = np.random.default_rng(a.seed)
     keys_of_game = GAME_KEYS[a.game]
+    # SIGTERM (how bench_atari.py ends a recording's player) unwinds like Ctrl-C, so ``finally`` releases the keys
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     kb = XtestKeyboard()
     state: dict = {}
     noisy, noisy_keys = 0, set()
