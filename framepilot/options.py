@@ -47,7 +47,7 @@ def _g(v: float) -> str:
 OPTIONS: dict[str, Spec] = {
     # planning (play, screen)
     "rollouts": Spec("int", 1, MAX_ROLLOUTS),
-    "decision_horizon": Spec("float", 0.0, 10.0, lo_open=True),
+    "decision_horizon": Spec("float", 0.0, 10.0, lo_open=True, none=True),
     "rollout_length": Spec("float", 0.0, 60.0, lo_open=True, none=True),
     "denoise_steps": Spec("int", 1, MAX_DENOISE_STEPS, none=True),
     "frame_steps": Spec("int", 1, MAX_DENOISE_STEPS, none=True),

@@ -33,7 +33,7 @@ class PlanOptions:
     goal: str | None = None
     goal_offset: float = 0.1
     rollouts: int = 8
-    decision_horizon: float = 0.1
+    decision_horizon: float | None = None
     rollout_length: float | None = None
     denoise_steps: int | None = None
     frame_steps: int | None = None
@@ -58,7 +58,7 @@ class PlanOptions:
         from framepilot.options import check_options
         check_options(self)
         c = self
-        if c.rollout_length is not None and c.rollout_length < c.decision_horizon:
+        if c.rollout_length is not None and c.decision_horizon is not None and c.rollout_length < c.decision_horizon:
             raise ConfigError(f"--rollout-length ({c.rollout_length} s) must be at least --decision-horizon "
                               f"({c.decision_horizon} s)")
         if c.vote not in ("joint", "per-key"):
@@ -189,7 +189,7 @@ def step_recorder(recorder, status, agent):
     def on_step(step):
         imagined = None
         if agent.last_rollouts is not None and step.decision is not None:
-            imagined = agent.last_rollouts.frame_at(step.decision.horizon or agent.config.decision_horizon)
+            imagined = agent.last_rollouts.frame_at(step.decision.horizon or agent.decision_horizon)
         if recorder is not None:
             recorder.add(step.frame, step.decision, step.executed, imagined, step.timings,
                          success=step.info.get("success") if step.info else None)

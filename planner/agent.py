@@ -4,9 +4,9 @@ One call to the world model imagines ``rollouts`` futures in a batch; the overla
 rollout's first predicted frame at or after the decision horizon; the readings are voted on (and,
 with a goal frame, compared with it). Two horizons are kept apart:
 
-- the decision horizon (default 0.1 s): where the overlay is read. By the timing convention a
-  frame's overlay shows the inputs held during the interval ending at it, so the frame one step
-  ahead shows the action to hold now.
+- the decision horizon (default: the model's next frame, 0.1 s for the bundled 10 fps models):
+  where the overlay is read. By the timing convention a frame's overlay shows the inputs held during
+  the interval ending at it, so the frame one step ahead shows the action to hold now.
 - the rollout length (>= the decision horizon): how much future the model imagines; extended
   automatically to reach a goal's offset when a goal is used.
 """
@@ -33,7 +33,8 @@ class PlannerConfig:
 
     Args:
         rollouts: futures imagined per decision (one batch).
-        decision_horizon: seconds after the last context frame at which the overlay is read.
+        decision_horizon: seconds after the last context frame at which the overlay is read; None
+            means the model's next frame (``1 / native_fps``: 0.1 s at 10 fps, 0.067 s at 15 fps).
         rollout_length: seconds of future to imagine; None means the decision horizon (or the goal
             offset, when a goal needs more).
         vote: ``"joint"`` or ``"per-key"`` (see ``planner.vote``).
@@ -50,7 +51,7 @@ class PlannerConfig:
     """
 
     rollouts: int = 8
-    decision_horizon: float = 0.1
+    decision_horizon: float | None = None
     rollout_length: float | None = None
     vote: str = "joint"
     abstain_below: float = 0.0
@@ -69,15 +70,17 @@ class PlannerConfig:
             self.search = SearchConfig()
         if not (isinstance(self.rollouts, int) and self.rollouts >= 1):
             raise ConfigError(f"rollouts must be a whole number of at least 1, got {self.rollouts!r}")
-        if not (isinstance(self.decision_horizon, (int, float)) and math.isfinite(self.decision_horizon)
-                and self.decision_horizon > 0):
+        if self.decision_horizon is not None and not (
+                isinstance(self.decision_horizon, (int, float)) and not isinstance(self.decision_horizon, bool)
+                and math.isfinite(self.decision_horizon) and self.decision_horizon > 0):
             raise ConfigError(f"decision_horizon must be positive, finite seconds, got {self.decision_horizon!r}")
         if self.rollout_length is not None and not (isinstance(self.rollout_length, (int, float))
                                                     and math.isfinite(self.rollout_length)):
             raise ConfigError(f"rollout_length must be finite seconds or None, got {self.rollout_length!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed must be a whole number >= 0 or None, got {self.seed!r}")
-        if self.rollout_length is not None and self.rollout_length < self.decision_horizon - 1e-9:
+        if (self.rollout_length is not None and self.decision_horizon is not None
+                and self.rollout_length < self.decision_horizon - 1e-9):
             raise ConfigError(f"rollout_length ({self.rollout_length} s) must be at least the decision horizon "
                              f"({self.decision_horizon} s); lengthen it or leave it unset")
         if self.vote not in VOTE_MODES:
@@ -158,10 +161,16 @@ class Agent:
         """Frames per second of the context clips the model wants."""
         return self.model.capabilities.native_fps
 
+    @property
+    def decision_horizon(self) -> float:
+        """Seconds ahead at which the overlay is read: the configured horizon, else the model's next frame."""
+        h = self.config.decision_horizon
+        return h if h is not None else 1.0 / self.fps
+
     def rollout_length(self, horizon: float | None = None) -> float:
         """Seconds of future to imagine: the configured length, extended to the horizon and the goals' offsets."""
         c = self.config
-        length = max(c.rollout_length or 0.0, c.decision_horizon if horizon is None else horizon)
+        length = max(c.rollout_length or 0.0, self.decision_horizon if horizon is None else horizon)
         if self.goals:
             length = max(length, max(g.offset for g in self.goals))
         return length
@@ -178,7 +187,7 @@ class Agent:
             backend's own stages as ``model.<stage>``.
         """
         c = self.config
-        horizon = c.decision_horizon if horizon is None else horizon
+        horizon = self.decision_horizon if horizon is None else horizon
         seed = None if c.seed is None else c.seed + self.decisions
         self.decisions += 1
         if c.plan == "search":

@@ -224,20 +224,23 @@ class Stepped:
 class Realtime:
     """The screen keeps running. Every ``interval`` seconds: grab, draw the action the executor really
     held since the last grab, plan, execute. The action is held from ``latency`` after the grab (a
-    running estimate of grab-to-execution time) for one interval, so the overlay is read at
-    ``max(decision_horizon, latency + interval / 2)``: the predicted frame whose interval holds the
-    middle of the execution interval. That horizon is bounded by ``decision_horizon + interval`` (one
-    interval more than the planner's own): every frame further is more to imagine, so a slow decision
-    that lengthened the next rollout made that one slower still (unbounded, under load it diverged to
-    32 s per decision; bounded by the deadline instead, a model a little too slow settled where every
-    decision took longer than the deadline and was dropped). A decision older than ``deadline`` when
-    it is ready is dropped: everything is released for that step instead of acting on a stale plan.
+    running estimate of grab-to-execution time) for one interval, so the overlay is best read at
+    ``latency + interval / 2``: the predicted frame whose interval holds the middle of the execution
+    interval. The loop reads there only within the future the planner imagines anyway (its rollout
+    length, at least the decision horizon; ``--rollout-length`` lends it more): a later frame is more
+    to imagine, so a slow decision that lengthened the next rollout made that one slower still
+    (unbounded, under load it diverged to 32 s per decision; bounded one interval past the planner's
+    horizon, a 15 fps model read three frames ahead instead of one and took 189 ms instead of about
+    50 ms). The latency therefore never changes how much is imagined. A decision older than
+    ``deadline`` when it is ready is dropped: everything is released for that step instead of acting
+    on a stale plan.
 
     Args:
         interval: seconds between decisions.
         deadline: seconds after its grab at which a decision is stale.
         latency_smoothing: weight of the newest measurement in the running latency estimate.
-        decision_horizon: the planner's own horizon, seconds (set by ``run`` from the agent's config).
+        decision_horizon: the planner's own horizon, seconds (set by ``run`` from the agent).
+        reach: seconds ahead of the last frame the planner's rollouts reach (set by ``run``).
     """
 
     clock_time = True
@@ -251,17 +254,20 @@ class Realtime:
             raise ConfigError(f"latency_smoothing must be in (0, 1], got {latency_smoothing}")
         self.interval, self.deadline, self.smoothing = float(interval), float(deadline), float(latency_smoothing)
         self.decision_horizon = 0.1
+        self.reach = 0.1
         self.latency = 0.0
         self._measured = 0
         self._next_tick: float | None = None
 
     def context_fps(self, agent: Agent) -> float:
-        self.decision_horizon = agent.config.decision_horizon
+        from planner.world_model import frames_needed
+        self.decision_horizon = agent.decision_horizon
+        # the last imagined frame's time: the rollout length rounded up to whole frames of the model
+        self.reach = max(self.decision_horizon, frames_needed(agent.rollout_length(), agent.fps) / agent.fps)
         return 1.0 / self.interval
 
     def horizon(self) -> float:
-        wanted = max(self.decision_horizon, self.latency + self.interval / 2)
-        return min(wanted, self.decision_horizon + self.interval)
+        return min(max(self.decision_horizon, self.latency + self.interval / 2), self.reach)
 
     def stale(self, age: float) -> bool:
         return age > self.deadline

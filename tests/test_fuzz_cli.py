@@ -111,7 +111,7 @@ HAND_CASES = [
     _c(["record", "--screen", "--keys", "up,down", "--layout", "arrows", "--out", "/nonexistent/ep"], "--keys or --layout"),
     _c(["play", "--game", "pong"], "'pong'"), _c(["play", "--game="], "''"), _c(["play", "--mode", "x"], "--mode"),
     _c(["play", "--vote", "x"], "--vote"), _c(["play", "--goal-mode", "best-of-n"], "--goal"),
-    _c(["play", "--mode", "realtime"], "--real-window"), _c(["play", "--rollout-length", "0.05"], "--rollout-length"),
+    _c(["play", "--mode", "realtime"], "--real-window"), _c(["play", "--decision-horizon", "0.1", "--rollout-length", "0.05"], "--rollout-length"),
     _c(["play", "--out="], "--out"), _c(["play", "--model", "{tmp}/no/such/model"], "no model at"),
     _c(["play", "--goal", "{tmp}/none.png"], "does not exist"), _c(["play", "--goal", "{files}/corrupt.png"], "corrupt.png"),
     _c(["play", "--goal", "{files}/bomb.png"], "bomb.png", "larger than the cap"),

@@ -201,7 +201,7 @@ def test_goal_modes_combine_vote_and_best_of_n():
 
 # ---- config, agent, requests ------------------------------------------------------------------------
 @pytest.mark.parametrize("kw,msg", [
-    ({"rollout_length": 0.05}, "at least the decision horizon"), ({"rollouts": 0}, "at least 1"),
+    ({"rollout_length": 0.05, "decision_horizon": 0.1}, "at least the decision horizon"), ({"rollouts": 0}, "at least 1"),
     ({"vote": "majority"}, "'joint' or 'per-key'"), ({"goal_mode": "closest"}, "goal_mode must be one of"),
     ({"abstain_below": 1.5}, "between 0 and 1"), ({"decision_horizon": 0}, "positive")])
 def test_planner_config_refuses_bad_values_in_one_sentence(kw, msg):

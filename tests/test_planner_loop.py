@@ -26,6 +26,7 @@ from planner import (
     WorldModel,
     run_episode_sync,
 )
+from planner.world_model import ContextClip, frames_needed
 
 torch.set_num_threads(1)
 ARROWS = Layout.preset("arrows")
@@ -111,28 +112,37 @@ def test_goal_frame_modes_play_reach_goal(goal_mode):
     assert wins >= 7
 
 
-def test_the_realtime_horizon_is_bounded_so_a_slow_decision_cannot_slow_the_next_without_end():
+def test_the_realtime_horizon_stays_within_what_the_planner_imagines_so_latency_cannot_slow_it():
     """Under load the horizon (latency + interval / 2) once lengthened every rollout, which raised the
-    latency again: 6.7 s, then 32 s per decision. It stops one interval past the planner's own horizon."""
+    latency again: 6.7 s, then 32 s per decision. The loop now reads the latency's frame only within the
+    rollout the planner imagines anyway: the latency never changes how much is imagined."""
     from planner.loop import Realtime
     pacing = Realtime(interval=0.1, deadline=0.5)
-    pacing.decision_horizon = 0.1
-    for latency, want in ((0.0, 0.1), (0.1, 0.15), (0.2, 0.2), (0.45, 0.2), (2.0, 0.2), (32.0, 0.2)):
+    pacing.decision_horizon, pacing.reach = 0.1, 0.1
+    for latency in (0.0, 0.1, 0.2, 2.0, 32.0):
+        pacing.latency = latency
+        assert pacing.horizon() == pytest.approx(0.1)
+    pacing.reach = 0.3  # --rollout-length 0.3: it may read up to 0.3 s ahead
+    for latency, want in ((0.0, 0.1), (0.1, 0.15), (0.2, 0.25), (0.45, 0.3), (32.0, 0.3)):
         pacing.latency = latency
         assert pacing.horizon() == pytest.approx(want)
-    # and a deliberately slow model, in the loop: its horizons stay bounded, and so its decisions within the
-    # deadline (bounded by the deadline instead, this one settled at 0.55 s a decision, every one dropped)
+    # and a deliberately slow model, in the loop: it imagines the same length at every decision, so its
+    # decisions stay within the deadline (bounded by the deadline instead, this one settled at 0.55 s a
+    # decision, every one dropped)
     import time as _time
 
     from controllers import DryRunExecutor
     from planner import Capabilities, Rollouts, WorldModel
     from planner.loop import run
 
+    lengths = []
+
     class Slow(WorldModel):
         capabilities = Capabilities(native_fps=10.0)
 
         def _rollout(self, context, n, rollout_length, prompt, goals, seed):
-            _time.sleep(0.05 + rollout_length)  # slower the further it imagines
+            lengths.append(rollout_length)
+            _time.sleep(0.15 + rollout_length)  # slower the further it imagines, and slower than the interval
             return Rollouts(np.repeat(context.frames[-1][None, None], n, 0).repeat(int(rollout_length * 10) + 1, 1), 10.0)
 
     class Still:
@@ -142,9 +152,42 @@ def test_the_realtime_horizon_is_bounded_so_a_slow_decision_cannot_slow_the_next
     steps = []
     r = run(Still(), DryRunExecutor(ARROWS), Agent(Slow(), ARROWS), ARROWS, Realtime(0.1, 0.5), max_steps=6,
             on_step=steps.append)
-    assert r.steps == 6 and max(s.timings["horizon"] for s in steps) <= 0.2 + 1e-9
+    assert r.steps == 6 and {round(s.timings["horizon"], 9) for s in steps} == {0.1}
+    assert len(set(lengths)) == 1 and lengths[0] == pytest.approx(0.1)
     assert max(s.timings["plan"] for s in steps) < 0.5, [round(s.timings["plan"], 2) for s in steps]
     assert r.dropped == 0
+
+
+def test_the_decision_horizon_defaults_to_the_models_next_frame():
+    """0.1 s for the bundled 10 fps models; one frame of a 15 fps model (0.067 s), which the realtime loop
+    then imagines alone: a fixed 0.1 s horizon took two frames there, and the second cost four times the
+    first."""
+    from planner import Capabilities, Rollouts, WorldModel
+    from planner.loop import Realtime
+
+    asked = []
+
+    class Fifteen(WorldModel):
+        capabilities = Capabilities(native_fps=15.0)
+
+        def _rollout(self, context, n, rollout_length, prompt, goals, seed):
+            asked.append(rollout_length)
+            k = frames_needed(rollout_length, 15.0)
+            return Rollouts(np.repeat(context.frames[-1][None, None], n, 0).repeat(k, 1), 15.0)
+
+    agent = Agent(Fifteen(), ARROWS, PlannerConfig(rollouts=2))
+    assert agent.decision_horizon == pytest.approx(1 / 15)
+    pacing = Realtime(0.1, 0.5)
+    pacing.context_fps(agent)
+    pacing.latency = 0.2
+    assert pacing.horizon() == pytest.approx(1 / 15)
+    agent.decide(ContextClip(np.zeros((3, 64, 64, 3), np.uint8), 15.0), horizon=pacing.horizon())
+    assert frames_needed(asked[-1], 15.0) == 1
+    # a longer rollout lends the loop frames to cover its latency with
+    agent = Agent(Fifteen(), ARROWS, PlannerConfig(rollouts=2, rollout_length=0.2))
+    pacing.context_fps(agent)
+    assert pacing.horizon() == pytest.approx(0.2)
+    assert Agent(Fifteen(), ARROWS, PlannerConfig(rollouts=2, decision_horizon=0.1)).decision_horizon == 0.1
 
 
 def test_a_model_that_cannot_keep_up_is_said_with_its_figures_and_what_to_change():

@@ -386,7 +386,10 @@ def test_a_long_decision_interval_does_not_outlive_max_seconds():
     class FakeAgent:
         class config:
             decision_horizon, context_seconds = 0.1, 1.0
-        fps = 10.0
+        fps, decision_horizon = 10.0, 0.1
+
+        def rollout_length(self):
+            return 0.1
 
         def decide(self, context, horizon=None):
             return Decision(action=NOOP, confidence=1.0, votes=(NOOP,), timings={})
