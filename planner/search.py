@@ -42,6 +42,7 @@ from planner.vote import Decision
 from planner.world_model import (
     ContextClip,
     GoalFrame,
+    Rollouts,
     WorldModel,
     decision_index,
     frames_needed,
@@ -67,6 +68,14 @@ class SearchConfig:
             as in real-time heuristic search).
         warm_start: the last decision's best sequence, shifted one frame, is a candidate of the
             next decision (the plan is kept unless a better one is imagined).
+        relative: score what each candidate changes rather than the frames imagined: one more
+            sequence, nothing pressed, is imagined from the same noise (the bundled model inpaints
+            with common random numbers), and each candidate's frames minus the reference's are added
+            to the real current frame. An imagined frame is blurrier than a real one (8-18 times the
+            current frame's distance to the goal on mazes), so imagined frames could not be compared
+            with real states, remembered or current; their differences can.
+        rank_by: ``"model"``: the model's own features when it has them (``WorldModel.features``),
+            else pixels; ``"pixels"``: ``goal_distance`` on pixels always.
     """
 
     candidates: int = 16
@@ -78,6 +87,8 @@ class SearchConfig:
     holds: bool = False
     novelty: float = 0.2
     warm_start: bool = True
+    relative: bool = True
+    rank_by: str = "model"
 
     def __post_init__(self):
         for name, lo in (("candidates", 1), ("horizon", 1), ("rounds", 0), ("elites", 1), ("top_k", 1)):
@@ -87,6 +98,8 @@ class SearchConfig:
         if self.top_k > self.candidates or self.elites > self.candidates:
             raise ConfigError(f"search top_k ({self.top_k}) and elites ({self.elites}) must not exceed candidates "
                               f"({self.candidates})")
+        if self.rank_by not in ("model", "pixels"):
+            raise ConfigError(f"search rank_by must be 'model' or 'pixels', got {self.rank_by!r}")
         for name in ("step_cost", "novelty"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v >= 0):
@@ -175,7 +188,15 @@ def _pixel_features(frames: np.ndarray, layout: Layout) -> np.ndarray:
 
 class SearchMemory:
     """What one episode's search remembers: the states it has been in (their features) with how often,
-    and its last best plan.
+    the first actions that really left a state as it was (``futile``), and its last best plan.
+
+    The imagination can be wrong where the real game is plain: a model that imagines the marker
+    through a maze wall one time in four keeps choosing that move, and the visit count cannot stop it
+    (the state it imagines is new; the real one never changes). What really happened overrides what
+    was imagined: an action executed in a state that stayed the same (no move, as ``observe`` tells a
+    move) is remembered for that state, and a candidate starting with it there ranks below every
+    other. (Scored as staying instead, it won every time: an imagined frame is blurrier than the
+    real one, so every imagined future scored 8-18 times the current frame's distance to the goal.)
 
     A state matches a remembered one when their features (mean absolute difference) are closer than
     ``match`` times the median distance between consecutive real states that differed by more than 5%
@@ -186,10 +207,12 @@ class SearchMemory:
     def __init__(self, match: float = 0.5, capacity: int = 512):
         self.match, self.capacity = float(match), int(capacity)
         self.keys: list[np.ndarray] = []
-        self.counts: list[int] = []
+        self.counts: list[int] = []  # real visits of each remembered state
         self.steps: list[float] = []
         self.last: np.ndarray | None = None
         self.plan: np.ndarray | None = None  # vocabulary indices of the last best sequence
+        self.action: int | None = None  # vocabulary index of the action executed after the last observe
+        self.futile: dict[int, set[int]] = {}  # remembered state -> first actions that left it as it was
 
     def reset(self) -> None:
         self.__init__(self.match, self.capacity)
@@ -206,23 +229,40 @@ class SearchMemory:
         return i, d[np.arange(len(feats)), i]
 
     def observe(self, feat: np.ndarray, goal_distance: float) -> None:
-        """Count a visit to the real state with features ``feat``."""
+        """Count a visit to the real state with features ``feat`` (and, when the action executed since
+        the last one left that state as it was, remember it as futile there)."""
         if self.last is not None:
             moved = float(np.abs(feat - self.last).mean())
             if moved > 0.05 * goal_distance:  # a move (a state unchanged differs by noise at most)
                 self.steps.append(moved)
                 self.steps = self.steps[-64:]
-        self.last = feat
+            elif self.action is not None:
+                self.futile.setdefault(self.state_of(self.last, goal_distance), set()).add(self.action)
+        self.last, self.action = feat, None
+        self.state_of(feat, goal_distance, visit=True)
+
+    def state_of(self, feat: np.ndarray, goal_distance: float, visit: bool = False) -> int:
+        """The index of the remembered state ``feat`` matches (a new one is added when none does);
+        ``visit`` counts a visit to it."""
         if self.keys:
             i, d = self._nearest(feat[None])
             if d[0] < self.tolerance(goal_distance):
-                self.counts[int(i[0])] += 1
-                return
+                self.counts[int(i[0])] += visit
+                return int(i[0])
         self.keys.append(feat)
-        self.counts.append(1)
+        self.counts.append(int(visit))
         if len(self.keys) > self.capacity:
             self.keys.pop(0)
             self.counts.pop(0)
+            self.futile = {k - 1: v for k, v in self.futile.items() if k > 0}
+        return len(self.keys) - 1
+
+    def futile_here(self, feat: np.ndarray, goal_distance: float) -> set[int]:
+        """The first actions that really left the state ``feat`` as it was."""
+        if not self.keys or not self.futile:
+            return set()
+        i, d = self._nearest(feat[None])
+        return self.futile.get(int(i[0]), set()) if d[0] < self.tolerance(goal_distance) else set()
 
     def visits(self, feats: np.ndarray, goal_distance: float) -> np.ndarray:
         """(n,) how often each of ``feats`` was visited (its nearest remembered state's count, 0 when none
@@ -266,7 +306,7 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
     timings = {"model": 0.0, "score": 0.0}
     best = None
     now = context.frames[-1]
-    model_feats = model.features(np.stack([now, goal.image]))
+    model_feats = model.features(np.stack([now, goal.image])) if cfg.rank_by == "model" else None
     own = model_feats is not None
 
     def feats_of(frames):
@@ -274,8 +314,10 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
 
     now_goal = model_feats if own else _pixel_features(np.stack([now, goal.image]), layout)
     now_d = max(float(np.abs(now_goal[0] - now_goal[1]).mean()), 1e-9)  # the current frame's distance
+    futile: set[int] = set()
     if memory is not None and cfg.novelty > 0:
         memory.observe(now_goal[0], now_d)
+        futile = memory.futile_here(now_goal[0], now_d)
     for r in range(cfg.rounds + 1):
         if r == 0 and cfg.holds:  # two holds: one key for a frames, then another for the rest
             idx = _holds(len(vocab), h, cfg.candidates, rng)
@@ -288,11 +330,20 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
                     and len(memory.plan) == h:  # the last plan, one frame on
                 idx[k] = np.append(memory.plan[1:], rng.integers(len(vocab)))
         seqs = [[vocab[i] for i in row] for row in idx]
+        asked = seqs + [[vocab[0]] * h] if cfg.relative else seqs  # the reference: nothing pressed
         t0 = time.perf_counter()
-        rollouts = model(context, n=cfg.candidates, rollout_length=length, prompt=prompt, goals=model_goals,
-                         seed=None if seed is None else seed + 7919 * r, actions=seqs, layout=layout)
+        rollouts = model(context, n=len(asked), rollout_length=length, prompt=prompt, goals=model_goals,
+                         seed=None if seed is None else seed + 7919 * r, actions=asked, layout=layout)
         t1 = time.perf_counter()
-        frames = rollouts.frames[:, :upto]
+        frames = rollouts.frames[:cfg.candidates, :upto]
+        if cfg.relative:  # what each candidate changes, imagined, added to the real current frame
+            ref = rollouts.frames[cfg.candidates, :upto].astype(np.int16)
+            mixed = np.clip(now.astype(np.int16) + frames.astype(np.int16) - ref, 0, 255).astype(np.uint8)
+            rows = now.shape[0] - layout.strip_height(now.shape[1])
+            mixed[:, :, rows:] = frames[:, :, rows:]  # each candidate's own overlay
+            frames = mixed
+            rollouts = Rollouts(np.concatenate([frames, rollouts.frames[:cfg.candidates, upto:]], 1),
+                                rollouts.fps, rollouts.timings)
         n, f = frames.shape[:2]
         flat = frames.reshape(n * f, *frames.shape[2:])
         feats = feats_of(flat) if (own or (memory is not None and cfg.novelty > 0)) else None
@@ -302,6 +353,8 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
             d = goal_distance(flat, goal.image, layout, now=now).reshape(n, f)
         if memory is not None and cfg.novelty > 0:
             d = d + cfg.novelty * memory.visits(feats, now_d).reshape(n, f)
+            if futile:  # the real game left this state as it was after these: ranked below every other
+                d[np.isin(idx[:, 0], sorted(futile))] = d.max() + 1.0
         d = d + cfg.step_cost * np.arange(f)[None]
         scores, best_frame = d.min(axis=1), d.argmin(axis=1)
         timings["model"] += t1 - t0
@@ -327,6 +380,7 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
     best.chosen = chosen
     if memory is not None:
         memory.plan = best_idx[chosen].copy()
+        memory.action = int(best_idx[chosen][0])
     action = best.candidates[chosen][0]
     firsts = [c[0] for c in best.candidates]
     agree = sum(a.keys == action.keys for a in firsts) / len(firsts)
