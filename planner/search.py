@@ -74,8 +74,11 @@ class SearchConfig:
             to the real current frame. An imagined frame is blurrier than a real one (8-18 times the
             current frame's distance to the goal on mazes), so imagined frames could not be compared
             with real states, remembered or current; their differences can.
-        rank_by: ``"model"``: the model's own features when it has them (``WorldModel.features``),
-            else pixels; ``"pixels"``: ``goal_distance`` on pixels always.
+        rank_by: ``"pixels"`` (default): ``goal_distance`` on pixels; ``"model"``: the model's own
+            features when it has them (``WorldModel.features``; the bundled network's keypoints).
+            With ``relative`` scoring, pixels won: 9 of 10 held-out reach-goal episodes against 2
+            with keypoints (shipped model), 8 of 10 mazes against 0 (maze model), and with a perfect
+            model 10 of 10 mazes against 4.
     """
 
     candidates: int = 16
@@ -88,7 +91,7 @@ class SearchConfig:
     novelty: float = 0.2
     warm_start: bool = True
     relative: bool = True
-    rank_by: str = "model"
+    rank_by: str = "pixels"
 
     def __post_init__(self):
         for name, lo in (("candidates", 1), ("horizon", 1), ("rounds", 0), ("elites", 1), ("top_k", 1)):
@@ -330,20 +333,25 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
                     and len(memory.plan) == h:  # the last plan, one frame on
                 idx[k] = np.append(memory.plan[1:], rng.integers(len(vocab)))
         seqs = [[vocab[i] for i in row] for row in idx]
-        asked = seqs + [[vocab[0]] * h] if cfg.relative else seqs  # the reference: nothing pressed
+        # each distinct sequence imagined once (from common noise, equal sequences imagine equal futures),
+        # with, for relative scoring, the reference: nothing pressed
+        rows = [tuple(int(i) for i in row) for row in idx] + ([(0,) * h] if cfg.relative else [])
+        distinct = list(dict.fromkeys(rows))
+        where = [distinct.index(row) for row in rows]
         t0 = time.perf_counter()
-        rollouts = model(context, n=len(asked), rollout_length=length, prompt=prompt, goals=model_goals,
-                         seed=None if seed is None else seed + 7919 * r, actions=asked, layout=layout)
+        imagined = model(context, n=len(distinct), rollout_length=length, prompt=prompt, goals=model_goals,
+                         seed=None if seed is None else seed + 7919 * r,
+                         actions=[[vocab[i] for i in row] for row in distinct], layout=layout)
         t1 = time.perf_counter()
-        frames = rollouts.frames[:cfg.candidates, :upto]
+        rollouts = Rollouts(imagined.frames[where[:cfg.candidates]], imagined.fps, imagined.timings)
+        frames = rollouts.frames[:, :upto]
         if cfg.relative:  # what each candidate changes, imagined, added to the real current frame
-            ref = rollouts.frames[cfg.candidates, :upto].astype(np.int16)
+            ref = imagined.frames[where[-1], :upto].astype(np.int16)
             mixed = np.clip(now.astype(np.int16) + frames.astype(np.int16) - ref, 0, 255).astype(np.uint8)
             rows = now.shape[0] - layout.strip_height(now.shape[1])
             mixed[:, :, rows:] = frames[:, :, rows:]  # each candidate's own overlay
             frames = mixed
-            rollouts = Rollouts(np.concatenate([frames, rollouts.frames[:cfg.candidates, upto:]], 1),
-                                rollouts.fps, rollouts.timings)
+            rollouts = Rollouts(np.concatenate([frames, rollouts.frames[:, upto:]], 1), rollouts.fps, rollouts.timings)
         n, f = frames.shape[:2]
         flat = frames.reshape(n * f, *frames.shape[2:])
         feats = feats_of(flat) if (own or (memory is not None and cfg.novelty > 0)) else None
