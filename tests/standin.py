@@ -157,9 +157,14 @@ class OracleStandIn(WorldModel):
 class PerfectModel:
     """A perfect world model for the search planner (``planner.search``): it plays each candidate's
     actions in a copy of the live game (privileged: a test double and a measuring device, never an
-    agent's model) and returns the real frames, overlays drawn. After the episode ends a frame stays."""
+    agent's model) and returns the real frames, overlays drawn. After the episode ends a frame stays.
 
-    def __new__(cls, env):
+    Flaws a learnt model has, on demand: ``blur`` (a Gaussian blur of that radius, in pixels, over the
+    game area of every imagined frame, as a learnt model's futures are blurrier than real frames) and
+    ``walls=False`` (a maze imagined without its walls: the marker walks through them, and the frames
+    show none)."""
+
+    def __new__(cls, env, blur: float = 0.0, walls: bool = True):
         from planner import Capabilities, Rollouts, WorldModel
 
         class _PerfectModel(WorldModel):
@@ -168,6 +173,16 @@ class PerfectModel:
 
             def __init__(self, env):
                 self.env = env
+
+            def _imagine(self, obs, layout):
+                import numpy as np
+                from PIL import Image, ImageFilter
+                if not blur:
+                    return obs
+                rows = obs.shape[0] - layout.strip_height(obs.shape[1])
+                out = obs.copy()
+                out[:rows] = np.asarray(Image.fromarray(obs[:rows]).filter(ImageFilter.GaussianBlur(blur)))
+                return out
 
             def _rollout(self, context, n, rollout_length, prompt, goals, seed):
                 raise AssertionError("the search planner only asks for given actions")
@@ -181,11 +196,13 @@ class PerfectModel:
                 out = []
                 for seq in actions:
                     sim, frames, done, obs = copy.deepcopy(self.env), [], False, None
+                    if not walls:
+                        getattr(sim, "unwrapped", sim).walls = frozenset()
                     for a in seq:
                         if not done:
                             obs, _, term, trunc, _ = sim.step(a)
                             done = term or trunc
-                        frames.append(render_overlay(obs, a, layout))
+                        frames.append(render_overlay(self._imagine(obs, layout), a, layout))
                     out.append(frames)
                 return Rollouts(np.asarray(out, np.uint8), 10.0)
 

@@ -219,3 +219,70 @@ def test_coherent_rollouts_imagine_what_their_own_overlay_says():
     coherent = _own_overlay_agreement(BundledWorldModel("arrows", coherent=True), seeds)
     default = _own_overlay_agreement(BundledWorldModel("arrows"), seeds)
     assert coherent >= 0.8 and default <= 0.6, (coherent, default)
+
+
+def _search_wins(game: str, model_of, seeds, monkeypatch=None, futile: bool = True, **search) -> list[bool]:
+    """Held-out episodes of ``game`` played by one-frame search (6 candidates: every first action) with
+    the world model ``model_of(env)``."""
+    wins = []
+    for seed in seeds:
+        env = games.make(game)
+        obs, info = env.reset(seed=seed)
+        goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, ARROWS), 0.1)
+        agent = Agent(model_of(env), ARROWS, PlannerConfig(rollouts=6, plan="search", seed=seed,
+                                                           search=SearchConfig(candidates=6, horizon=1, **search)),
+                      goals=(goal,))
+        if not futile:
+            agent.memory.futile_here = lambda *a: set()
+        wins.append(bool(run_episode_sync(env, agent, ARROWS, obs=obs).success))
+    return wins
+
+
+@pytest.mark.slow
+def test_relative_scoring_ranks_a_blurry_imagination_by_what_it_changes():
+    """A perfect model blurred as a learnt one is (4-pixel Gaussian): scored by their own frames the
+    imagined futures all look far from the goal and the ranking is noise; scored by what each changes
+    against a no-op imagined from the same noise, it is as good as sharp. Measured: 10 and 6 of 10."""
+    seeds = EVAL_SEEDS[:10]
+    blurry = lambda env: PerfectModel(env, blur=4)  # noqa: E731
+    relative = _search_wins("reach-goal", blurry, seeds)
+    absolute = _search_wins("reach-goal", blurry, seeds, relative=False)
+    assert sum(relative) >= 9 and sum(absolute) <= 7, (relative, absolute)
+
+
+@pytest.mark.slow
+def test_what_really_happened_overrides_an_imagination_blind_to_walls():
+    """A model that imagines the maze without its walls keeps choosing the move through a wall; the
+    search remembers the first actions the real game showed futile in a state and ranks them last.
+    Measured on 10 held-out mazes: 9 with the memory, 0 without."""
+    seeds = EVAL_SEEDS[:10]
+    blind = lambda env: PerfectModel(env, walls=False)  # noqa: E731
+    remembering = _search_wins("maze", blind, seeds)
+    forgetting = _search_wins("maze", blind, seeds, futile=False)
+    assert sum(remembering) >= 7 and sum(forgetting) <= 2, (remembering, forgetting)
+
+
+@pytest.mark.slow
+def test_states_are_remembered_by_blurred_features_so_a_blurry_imagination_matches_them(monkeypatch):
+    """The visit memory matches imagined states with real ones; a blurry imagination matched none by
+    sharp features, and the search went back and forth. Measured: 8 of 10 mazes, 2 unblurred."""
+    import planner.search
+    seeds = EVAL_SEEDS[:10]
+    blurry = lambda env: PerfectModel(env, blur=4)  # noqa: E731
+    blurred = _search_wins("maze", blurry, seeds)
+    monkeypatch.setattr(planner.search, "FEATURE_BLUR", 0.0)
+    sharp = _search_wins("maze", blurry, seeds)
+    assert sum(blurred) >= 6 and sum(sharp) <= 4, (blurred, sharp)
+
+
+def test_futile_actions_are_remembered_per_state():
+    m = SearchMemory(match=0.5)
+    a, b = np.zeros(4, np.float32), np.full(4, 1.0, np.float32)
+    m.observe(a, goal_distance=8.0)
+    m.action = 2  # executed in a ...
+    m.observe(b, goal_distance=8.0)  # ... and it moved: not futile
+    assert m.futile == {}
+    m.action = 3  # executed in b ...
+    m.observe(b + 0.01, goal_distance=8.0)  # ... and nothing changed
+    assert m.futile_here(b, 8.0) == {3} and m.futile_here(a, 8.0) == set()
+    assert m.futile_here(np.full(4, 5.0, np.float32), 8.0) == set()  # a state never seen
