@@ -352,19 +352,24 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         t1 = time.perf_counter()
         rollouts = Rollouts(imagined.frames[where[:cfg.candidates]], imagined.fps, imagined.timings)
         frames = rollouts.frames[:, :upto]
-        if cfg.relative:  # what each candidate changes, imagined, added to the real current frame
-            ref = imagined.frames[where[-1], :upto].astype(np.int16)
-            mixed = np.clip(now.astype(np.int16) + frames.astype(np.int16) - ref, 0, 255).astype(np.uint8)
-            rows = now.shape[0] - layout.strip_height(now.shape[1])
-            mixed[:, :, rows:] = frames[:, :, rows:]  # each candidate's own overlay
-            frames = mixed
-            rollouts = Rollouts(np.concatenate([frames, rollouts.frames[:, upto:]], 1), rollouts.fps, rollouts.timings)
         n, f = frames.shape[:2]
         flat = frames.reshape(n * f, *frames.shape[2:])
-        feats = feats_of(flat) if (own or (memory is not None and cfg.novelty > 0)) else None
+        ref = imagined.frames[where[-1], :upto] if cfg.relative else None
         if own:  # the model's own features: where things are, as it sees them
+            feats = feats_of(flat)
+            if cfg.relative:  # what each candidate changes, in features, from the real current state
+                feats = (feats.reshape(n, f, -1) - feats_of(ref)[None] + model_feats[0]).reshape(n * f, -1)
             d = np.abs(feats - model_feats[1]).mean(axis=1).reshape(n, f) / now_d
         else:
+            if cfg.relative:  # what each candidate changes, imagined, added to the real current frame
+                mixed = np.clip(now.astype(np.int16) + frames.astype(np.int16) - ref.astype(np.int16), 0, 255)
+                rows = now.shape[0] - layout.strip_height(now.shape[1])
+                mixed[:, :, rows:] = frames[:, :, rows:]  # each candidate's own overlay
+                frames = mixed.astype(np.uint8)
+                flat = frames.reshape(n * f, *frames.shape[2:])
+                rollouts = Rollouts(np.concatenate([frames, rollouts.frames[:, upto:]], 1), rollouts.fps,
+                                    rollouts.timings)
+            feats = feats_of(flat) if memory is not None and cfg.novelty > 0 else None
             d = goal_distance(flat, goal.image, layout, now=now).reshape(n, f)
         if memory is not None and cfg.novelty > 0:
             d = d + cfg.novelty * memory.visits(feats, now_d).reshape(n, f)
