@@ -35,6 +35,7 @@ from overlays import NOOP, Action, Layout, render_overlay
 from planner.agent import Agent
 from planner.context import ContextBuffer
 from planner.vote import Decision
+from planner.world_model import frames_needed
 
 
 # ---- the interfaces -----------------------------------------------------------------------------------
@@ -260,7 +261,6 @@ class Realtime:
         self._next_tick: float | None = None
 
     def context_fps(self, agent: Agent) -> float:
-        from planner.world_model import frames_needed
         self.decision_horizon = agent.decision_horizon
         # the last imagined frame's time: the rollout length rounded up to whole frames of the model
         self.reach = max(self.decision_horizon, frames_needed(agent.rollout_length(), agent.fps) / agent.fps)

@@ -342,9 +342,9 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         seqs = [[vocab[i] for i in row] for row in idx]
         # each distinct sequence imagined once (from common noise, equal sequences imagine equal futures),
         # with, for relative scoring, the reference: nothing pressed
-        rows = [tuple(int(i) for i in row) for row in idx] + ([(0,) * h] if cfg.relative else [])
-        distinct = list(dict.fromkeys(rows))
-        where = [distinct.index(row) for row in rows]
+        keyed = [tuple(int(i) for i in row) for row in idx] + ([(0,) * h] if cfg.relative else [])
+        position = {row: i for i, row in enumerate(dict.fromkeys(keyed))}
+        distinct, where = list(position), [position[row] for row in keyed]
         t0 = time.perf_counter()
         imagined = model(context, n=len(distinct), rollout_length=length, prompt=prompt, goals=model_goals,
                          seed=None if seed is None else seed + 7919 * r,
@@ -363,8 +363,8 @@ def search(model: WorldModel, layout: Layout, context: ContextClip, goal: GoalFr
         else:
             if cfg.relative:  # what each candidate changes, imagined, added to the real current frame
                 mixed = np.clip(now.astype(np.int16) + frames.astype(np.int16) - ref.astype(np.int16), 0, 255)
-                rows = now.shape[0] - layout.strip_height(now.shape[1])
-                mixed[:, :, rows:] = frames[:, :, rows:]  # each candidate's own overlay
+                game_rows = now.shape[0] - layout.strip_height(now.shape[1])
+                mixed[:, :, game_rows:] = frames[:, :, game_rows:]  # each candidate's own overlay
                 frames = mixed.astype(np.uint8)
                 flat = frames.reshape(n * f, *frames.shape[2:])
                 rollouts = Rollouts(np.concatenate([frames, rollouts.frames[:, upto:]], 1), rollouts.fps,

@@ -111,27 +111,14 @@ def test_search_with_a_perfect_model_reaches_the_goal_image():
     assert all(wins), wins
 
 
-def _maze_wins(novelty: float, seeds) -> list[bool]:
-    layout = Layout.preset("arrows")
-    wins = []
-    for seed in seeds:
-        env = games.make("maze")
-        obs, info = env.reset(seed=seed)
-        goal = GoalFrame(render_overlay(info["goal_frame"], NOOP, layout), 0.1)
-        cfg = SearchConfig(candidates=6, horizon=1, novelty=novelty)
-        agent = Agent(PerfectModel(env), layout, PlannerConfig(rollouts=6, plan="search", search=cfg, seed=seed),
-                      goals=(goal,))
-        wins.append(run_episode_sync(env, agent, layout, obs=obs).success)
-    return wins
-
-
 def test_the_memory_of_visits_leads_a_one_step_search_round_maze_walls():
     """Held-out mazes need a detour (the shortest path is at least 4 steps longer than the straight
     line). One frame of lookahead toward the goal image stops against a wall; with the penalty for
     states already visited the same search finds the way round (perfect model: the plan, not the
     imagination, is under test)."""
     seeds = EVAL_SEEDS[:8]
-    plain, remembering = _maze_wins(0.0, seeds), _maze_wins(0.2, seeds)
+    plain = _search_wins("maze", PerfectModel, seeds, novelty=0.0)
+    remembering = _search_wins("maze", PerfectModel, seeds, novelty=0.2)
     assert sum(plain) <= 2, plain
     assert sum(remembering) >= 5, remembering
 
@@ -221,7 +208,7 @@ def test_coherent_rollouts_imagine_what_their_own_overlay_says():
     assert coherent >= 0.8 and default <= 0.6, (coherent, default)
 
 
-def _search_wins(game: str, model_of, seeds, monkeypatch=None, futile: bool = True, **search) -> list[bool]:
+def _search_wins(game: str, model_of, seeds, futile: bool = True, **search) -> list[bool]:
     """Held-out episodes of ``game`` played by one-frame search (6 candidates: every first action) with
     the world model ``model_of(env)``."""
     wins = []
